@@ -1,0 +1,43 @@
+#pragma once
+// Shape: up to kMaxDims extents, stored inline (no allocation), with row-major helpers.
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace dpm {
+
+inline constexpr int kMaxDims = 5;
+
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(const std::vector<int64_t>& dims);
+
+  int ndim() const { return ndim_; }
+  int64_t operator[](int i) const { return dims_[static_cast<size_t>(i)]; }
+  int64_t& operator[](int i) { return dims_[static_cast<size_t>(i)]; }
+  // Extent of a dimension; negative indices count from the end, like Python.
+  int64_t size(int dim) const { return dims_[static_cast<size_t>(normalize_dim(dim))]; }
+  int64_t numel() const;
+  // Maps -ndim..ndim-1 to 0..ndim-1; throws std::out_of_range naming the dimension otherwise.
+  int normalize_dim(int dim) const;
+  std::vector<int64_t> vec() const { return {dims_.begin(), dims_.begin() + ndim_}; }
+  // Row-major strides (in elements) of a contiguous tensor of this shape.
+  Shape contiguous_strides() const;
+  std::string str() const;  // "[2, 3, 4]"
+
+  bool operator==(const Shape& other) const;
+  bool operator!=(const Shape& other) const { return !(*this == other); }
+
+ private:
+  std::array<int64_t, kMaxDims> dims_{};
+  int ndim_ = 0;
+};
+
+// NumPy broadcasting of two shapes; throws std::invalid_argument naming both shapes if incompatible.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+}  // namespace dpm
