@@ -63,6 +63,7 @@ class Variable {
 
  private:
   struct Impl {
+    ~Impl();  // iterative, so dropping a deep graph cannot overflow the stack
     Tensor data;
     Tensor grad;
     bool requires_grad = false;

@@ -1,6 +1,10 @@
 #pragma once
 // 2-D convolution kernels on raw pointers (a 1-D conv is the case H = KH = 1, pad_h = 0).
 // Forward via im2col + sgemm; backward accumulates (+=) into the input gradients.
+// Threads: oneTBB over blocks of samples, single-threaded GEMMs inside (see conv.cpp). Results,
+// the batch-summed weight and bias gradients included, are bitwise reproducible for a fixed thread
+// count, and the same for any thread count unless the whole batch is one block (small batches),
+// whose GEMMs OpenBLAS threads itself.
 #include <cstdint>
 #include <string>
 
@@ -30,10 +34,11 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 
 // Accumulates: dinp [B, Ci, H, W] += d/dinp, dweight [Co, Ci, KH, KW] += d/dweight,
 // dbias [Co] += d/dbias. Any of the three may be null (not needed).
-void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, const ConvGeometry& g);
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const ConvGeometry& g);
 
-// The adjoint (transposed conv, backward-data) alone: dinp [B, Ci, H, W] += T^T dout [B, Co, OH, OW].
+// The adjoint (transposed conv, backward-data) alone:
+// dinp [B, Ci, H, W] += T^T dout [B, Co, OH, OW].
 void conv2d_backward_data(float* dinp, const float* dout, const float* weight,
                           const ConvGeometry& g);
 

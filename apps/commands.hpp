@@ -1,0 +1,14 @@
+#pragma once
+// The dpmlab subcommands: each cmd_*.cpp defines one register_*_command(), which adds its
+// subcommand, options and callback to the root app. main() lives in dpmlab.cpp.
+#include <CLI/CLI.hpp>
+
+namespace dpm::cli {
+
+// Exit code of every usage error (bad flag, bad value, flags that do not fit together).
+inline constexpr int kUsageErrorExitCode = 2;
+
+void register_model_command(CLI::App& app);  // dpmlab model summary
+void register_demo_command(CLI::App& app);   // dpmlab demo
+
+}  // namespace dpm::cli

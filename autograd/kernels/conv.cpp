@@ -1,0 +1,251 @@
+#include "autograd/kernels/conv.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "autograd/kernels/gemm.hpp"
+#include "autograd/tensor.hpp"
+#include "autograd/threading.hpp"
+
+// Threading owner: oneTBB. The batch is cut into blocks of whole samples and the blocks into at
+// most kMaxSlots slots; parallel_for runs over the slots, and every GEMM inside is single-threaded
+// (with one slot, e.g. batch 1, parallel_for runs inline and OpenBLAS threads that one GEMM).
+// The cut depends only on the geometry, never on the thread count, so the per-slot weight
+// gradients and their fixed-order double sum are bitwise deterministic: for any thread count when
+// there are several slots, for a fixed one when OpenBLAS threads the single slot's GEMMs.
+
+namespace dpm {
+namespace {
+
+// Small outputs (7x7, length 8) make skinny GEMMs; batching samples side by side in the GEMM's
+// N dimension up to this many columns keeps OpenBLAS efficient.
+constexpr int64_t kTargetColumns = 256;
+constexpr int64_t kMaxSlots = 16;
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+bool is_1d(const ConvGeometry& g) {
+  return g.in_h == 1 && g.kernel_h == 1 && g.stride_h == 1 && g.pad_h == 0;
+}
+
+// "HxW", or just "W" for a 1-D geometry.
+std::string extent(const ConvGeometry& g, int64_t h, int64_t w) {
+  return is_1d(g) ? std::to_string(w) : std::to_string(h) + "x" + std::to_string(w);
+}
+
+struct BatchPlan {
+  int64_t plane;              // OH * OW: one sample's GEMM columns
+  int64_t patch;              // Ci * KH * KW: the GEMM's inner dimension
+  int64_t samples_per_block;  // samples side by side in one GEMM
+  int64_t blocks, slots;
+
+  explicit BatchPlan(const ConvGeometry& g)
+      : plane(g.out_h() * g.out_w()),
+        patch(g.in_channels * g.kernel_h * g.kernel_w),
+        samples_per_block(std::min(g.batch, ceil_div(kTargetColumns, plane))),
+        blocks(ceil_div(g.batch, samples_per_block)),
+        slots(std::min(blocks, kMaxSlots)) {}
+
+  int64_t block_columns() const { return samples_per_block * plane; }
+
+  // Calls body(slot, first_sample, samples) for every block, slots in parallel, each slot's
+  // blocks in order. Scratch is allocated once per slot by make_scratch().
+  template <typename MakeScratch, typename Body>
+  void run(int64_t batch, MakeScratch make_scratch, Body body) const {
+    parallel_for(slots, 1, [&](int64_t slot_begin, int64_t slot_end) {
+      auto scratch = make_scratch();
+      for (int64_t slot = slot_begin; slot < slot_end; ++slot) {
+        for (int64_t block = slot * blocks / slots; block < (slot + 1) * blocks / slots; ++block) {
+          int64_t first = block * samples_per_block;
+          body(scratch, slot, first, std::min(samples_per_block, batch - first));
+        }
+      }
+    });
+  }
+};
+
+// Walks one sample's patch matrix col [Ci*KH*KW, OH*OW] (row stride ld) against its image
+// img [Ci, H, W]: take(col_entry, image_entry) for positions read from the image (replicate
+// padding clamps to the edge), pad(col_entry) for zero-padded ones. im2col and col2im are this
+// same walk with the data moving in opposite directions.
+template <typename Col, typename Img, typename Take, typename Pad>
+void walk_patches(const ConvGeometry& g, Col* col, int64_t ld, Img* img, Take take, Pad pad) {
+  const int64_t oh_n = g.out_h(), ow_n = g.out_w();
+  const int64_t sw = g.stride_w;
+  const bool zeros = g.padding == PaddingMode::kZeros;
+  // First output column whose input column iw = ow * sw - pad_w + kw is >= x.
+  auto first_ow_reaching = [&](int64_t x) {
+    return std::clamp<int64_t>(x <= 0 ? 0 : ceil_div(x, sw), 0, ow_n);
+  };
+  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        Col* row = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
+        const int64_t offset = kw - g.pad_w;
+        const int64_t lo = first_ow_reaching(-offset);
+        const int64_t hi = std::max(lo, first_ow_reaching(g.in_w - offset));
+        for (int64_t oh = 0; oh < oh_n; ++oh) {
+          Col* c = row + oh * ow_n;
+          int64_t ih = oh * g.stride_h - g.pad_h + kh;
+          if (zeros && (ih < 0 || ih >= g.in_h)) {
+            for (int64_t ow = 0; ow < ow_n; ++ow) pad(c[ow]);
+            continue;
+          }
+          ih = std::clamp<int64_t>(ih, 0, g.in_h - 1);
+          Img* src = img + (ci * g.in_h + ih) * g.in_w;
+          for (int64_t ow = 0; ow < lo; ++ow) zeros ? pad(c[ow]) : take(c[ow], src[0]);
+          if (sw == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) take(c[ow], src[ow + offset]);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) take(c[ow], src[ow * sw + offset]);
+          }
+          for (int64_t ow = hi; ow < ow_n; ++ow) zeros ? pad(c[ow]) : take(c[ow], src[g.in_w - 1]);
+        }
+      }
+    }
+  }
+}
+
+void im2col(const ConvGeometry& g, float* col, int64_t ld, const float* img) {
+  walk_patches(
+      g, col, ld, img, [](float& c, const float& x) { c = x; }, [](float& c) { c = 0.0f; });
+}
+
+// Accumulates: img += the adjoint of im2col applied to col.
+void col2im(const ConvGeometry& g, const float* col, int64_t ld, float* img) {
+  walk_patches(
+      g, col, ld, img, [](const float& c, float& x) { x += c; }, [](const float&) {});
+}
+
+Tensor scratch(int64_t n) {
+  return Tensor::empty(Shape{n});
+}
+
+}  // namespace
+
+void ConvGeometry::validate(const char* caller) const {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument(std::string(caller) + ": " + what + " (" + str() + ")");
+  };
+  if (batch < 1 || in_channels < 1 || out_channels < 1)
+    fail("batch and channel counts must be positive");
+  if (in_h < 1 || in_w < 1) fail("input size must be positive");
+  if (kernel_h < 1 || kernel_w < 1) fail("kernel size must be positive");
+  if (stride_h < 1 || stride_w < 1) fail("stride must be at least 1");
+  if (pad_h < 0 || pad_w < 0) fail("padding must be non-negative");
+  if (kernel_h > in_h + 2 * pad_h || kernel_w > in_w + 2 * pad_w)
+    fail("kernel " + extent(*this, kernel_h, kernel_w) + " is larger than the padded input " +
+         extent(*this, in_h + 2 * pad_h, in_w + 2 * pad_w));
+  if (padding == PaddingMode::kReplicate && (pad_h > in_h || pad_w > in_w))
+    fail("replicate padding " + extent(*this, pad_h, pad_w) + " is wider than the input " +
+         extent(*this, in_h, in_w));
+}
+
+std::string ConvGeometry::str() const {
+  return "batch " + std::to_string(batch) + ", channels " + std::to_string(in_channels) + " -> " +
+         std::to_string(out_channels) + ", input " + extent(*this, in_h, in_w) + ", kernel " +
+         extent(*this, kernel_h, kernel_w) + ", stride " + extent(*this, stride_h, stride_w) +
+         ", padding " + extent(*this, pad_h, pad_w) +
+         (padding == PaddingMode::kZeros ? " zeros" : " replicate");
+}
+
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const ConvGeometry& g) {
+  const BatchPlan plan(g);
+  const int64_t in_sample = g.in_channels * g.in_h * g.in_w;
+  const int64_t co_n = g.out_channels, plane = plan.plane;
+  auto make_scratch = [&] {
+    return std::pair{scratch(plan.patch * plan.block_columns()),
+                     scratch(co_n * plan.block_columns())};
+  };
+  plan.run(g.batch, make_scratch, [&](auto& s, int64_t, int64_t first, int64_t count) {
+    auto& [col, block_out] = s;
+    const int64_t ld = count * plane;
+    for (int64_t j = 0; j < count; ++j)
+      im2col(g, col.data() + j * plane, ld, inp + (first + j) * in_sample);
+    // block_out [Co, count*P] = weight [Co, patch] col [patch, count*P]
+    sgemm_ld(false, false, co_n, ld, plan.patch, 1.0f, weight, plan.patch, col.data(), ld, 0.0f,
+             block_out.data(), ld);
+    for (int64_t j = 0; j < count; ++j) {
+      for (int64_t co = 0; co < co_n; ++co) {
+        const float* src = block_out.data() + co * ld + j * plane;
+        float* dst = out + ((first + j) * co_n + co) * plane;
+        const float b = bias ? bias[co] : 0.0f;
+        for (int64_t p = 0; p < plane; ++p) dst[p] = src[p] + b;
+      }
+    }
+  });
+}
+
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const ConvGeometry& g) {
+  const BatchPlan plan(g);
+  const int64_t in_sample = g.in_channels * g.in_h * g.in_w;
+  const int64_t co_n = g.out_channels, plane = plan.plane;
+  const int64_t weight_numel = co_n * plan.patch;
+
+  if (dbias) {
+    // One channel per index, summed over (batch, position) in double in a fixed order.
+    parallel_for(co_n, std::max<int64_t>(1, 16384 / (g.batch * plane)),
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t co = lo; co < hi; ++co) {
+                     double sum = 0.0;
+                     for (int64_t b = 0; b < g.batch; ++b) {
+                       const float* src = dout + (b * co_n + co) * plane;
+                       for (int64_t p = 0; p < plane; ++p) sum += src[p];
+                     }
+                     dbias[co] += static_cast<float>(sum);
+                   }
+                 });
+  }
+  if (!dinp && !dweight) return;
+
+  // Each slot's weight gradient [Co, patch], summed over the slots afterwards.
+  Tensor slot_dweight = dweight ? Tensor::zeros(Shape{plan.slots, weight_numel}) : Tensor();
+  auto make_scratch = [&] {
+    return std::pair{scratch(plan.patch * plan.block_columns()),
+                     scratch(co_n * plan.block_columns())};
+  };
+  plan.run(g.batch, make_scratch, [&](auto& s, int64_t slot, int64_t first, int64_t count) {
+    auto& [col, block_dout] = s;
+    const int64_t ld = count * plane;
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t co = 0; co < co_n; ++co)
+        std::copy_n(dout + ((first + j) * co_n + co) * plane, plane,
+                    block_dout.data() + co * ld + j * plane);
+    if (dweight) {
+      for (int64_t j = 0; j < count; ++j)
+        im2col(g, col.data() + j * plane, ld, inp + (first + j) * in_sample);
+      // slot_dweight [Co, patch] += block_dout [Co, count*P] col^T [count*P, patch]
+      sgemm_ld(false, true, co_n, plan.patch, ld, 1.0f, block_dout.data(), ld, col.data(), ld, 1.0f,
+               slot_dweight.data() + slot * weight_numel, plan.patch);
+    }
+    if (dinp) {
+      // col [patch, count*P] = weight^T [patch, Co] block_dout [Co, count*P], then scattered back.
+      sgemm_ld(true, false, plan.patch, ld, co_n, 1.0f, weight, plan.patch, block_dout.data(), ld,
+               0.0f, col.data(), ld);
+      for (int64_t j = 0; j < count; ++j)
+        col2im(g, col.data() + j * plane, ld, dinp + (first + j) * in_sample);
+    }
+  });
+
+  if (dweight) {
+    const float* partial = slot_dweight.data();
+    parallel_for(weight_numel, 4096, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        double sum = 0.0;
+        for (int64_t slot = 0; slot < plan.slots; ++slot) sum += partial[slot * weight_numel + i];
+        dweight[i] += static_cast<float>(sum);
+      }
+    });
+  }
+}
+
+void conv2d_backward_data(float* dinp, const float* dout, const float* weight,
+                          const ConvGeometry& g) {
+  conv2d_backward(dinp, nullptr, nullptr, dout, nullptr, weight, g);
+}
+
+}  // namespace dpm

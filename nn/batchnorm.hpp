@@ -1,0 +1,35 @@
+#pragma once
+// BatchNorm over [B, C, *] (PyTorch's BatchNorm1d and BatchNorm2d are this one class): affine
+// weight (1) and bias (0), both without weight decay; buffers running_mean (0), running_var (1)
+// and num_batches_tracked. Training normalises with batch statistics and updates the running
+// ones (momentum, unbiased variance); eval normalises with the running statistics.
+//
+// num_batches_tracked is a float tensor of shape [] (Tensor is float-only; PyTorch stores an
+// int64): exact up to 2^24 batches, and a checkpoint converter must cast it.
+#include "nn/layer.hpp"
+
+namespace dpm::nn {
+
+class BatchNorm : public Layer {
+ public:
+  explicit BatchNorm(int64_t num_features, float eps = 1e-5f, float momentum = 0.1f);
+  Variable forward(const Variable& x) override;
+
+  int64_t num_features() const { return num_features_; }
+  Variable weight() const { return weight_; }
+  Variable bias() const { return bias_; }
+  Tensor running_mean() const { return running_mean_; }
+  Tensor running_var() const { return running_var_; }
+  Tensor num_batches_tracked() const { return num_batches_tracked_; }
+
+ private:
+  int64_t num_features_;
+  float eps_, momentum_;
+  Variable weight_, bias_;
+  Tensor running_mean_, running_var_, num_batches_tracked_;
+};
+
+using BatchNorm1d = BatchNorm;
+using BatchNorm2d = BatchNorm;
+
+}  // namespace dpm::nn

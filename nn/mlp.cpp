@@ -1,0 +1,76 @@
+#include "nn/mlp.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "autograd/ops/activation.hpp"
+#include "autograd/ops/arith.hpp"
+#include "autograd/ops/shape.hpp"
+#include "nn/activation.hpp"
+#include "nn/config_reader.hpp"
+#include "nn/shape_trace.hpp"
+
+namespace dpm::nn {
+
+nlohmann::json ResidualMLPOptions::to_json() const {
+  return {{"arch", "mlp"},
+          {"dim", dim},
+          {"width", width},
+          {"depth", depth},
+          {"time_embedding_size", time_embedding_size}};
+}
+
+ResidualMLPOptions ResidualMLPOptions::from_json(const nlohmann::json& config) {
+  ConfigReader reader(config, "mlp config");
+  reader.choice("arch", "", {"mlp"});
+  ResidualMLPOptions o;
+  o.dim = reader.integer("dim", o.dim);
+  o.width = reader.integer("width", o.width);
+  o.depth = reader.integer("depth", o.depth, 0);
+  o.time_embedding_size = reader.integer("time_embedding_size", o.time_embedding_size, 4);
+  reader.finish();
+  return o;
+}
+
+ResidualMLPBlock::ResidualMLPBlock(int64_t width, Rng& rng) : Module("ResidualMLPBlock") {
+  fc1_ = register_module("fc1", std::make_shared<Linear>(width, width, rng));
+  fc2_ = register_module("fc2", std::make_shared<Linear>(width, width, rng));
+}
+
+Variable ResidualMLPBlock::forward(const Variable& h, const Variable& te) {
+  Variable inner = fc2_->forward(silu(fc1_->forward(silu(h + te))));
+  return trace_output(*this, h + inner);
+}
+
+ResidualMLP::ResidualMLP(const ResidualMLPOptions& options, Rng& rng)
+    : NoiseModel("ResidualMLP"), options_(options) {
+  const ResidualMLPOptions& o = options;
+  if (o.depth < 0)
+    throw std::invalid_argument("ResidualMLP: depth must be >= 0, got " + std::to_string(o.depth));
+  time_embedding_ = register_module(
+      "time_embedding", std::make_shared<SinusoidalTimeEmbedding>(o.time_embedding_size));
+  time_mlp_ = register_module(
+      "time_mlp", std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Layer>>{
+                      std::make_shared<Linear>(o.time_embedding_size, o.width, rng),
+                      std::make_shared<SiLU>(), std::make_shared<Linear>(o.width, o.width, rng)}));
+  in_proj_ = register_module("in_proj", std::make_shared<Linear>(o.dim, o.width, rng));
+  blocks_ = register_module("blocks", std::make_shared<ModuleList<ResidualMLPBlock>>());
+  for (int64_t i = 0; i < o.depth; ++i)
+    blocks_->push_back(std::make_shared<ResidualMLPBlock>(o.width, rng));
+  out_proj_ = register_module("out_proj", std::make_shared<Linear>(o.width, o.dim, rng));
+}
+
+Variable ResidualMLP::forward(const Variable& x, const std::vector<int64_t>& t) {
+  if (x.ndim() < 2 || x.numel() != x.size(0) * options_.dim)
+    throw std::invalid_argument("ResidualMLP: input must be [B, *] with " +
+                                std::to_string(options_.dim) + " elements per sample (dim), got " +
+                                x.shape().str());
+  check_steps(x, t);
+  Variable te = time_mlp_->forward(time_embedding_->forward(t));
+  Variable h = in_proj_->forward(reshape(x, {x.size(0), options_.dim}));
+  for (auto& block : *blocks_) h = block->forward(h, te);
+  Variable out = out_proj_->forward(silu(h));
+  return trace_output(*this, reshape(out, x.shape()));
+}
+
+}  // namespace dpm::nn

@@ -1,0 +1,44 @@
+#include "nn/resample.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "autograd/ops/pool.hpp"
+#include "nn/shape_trace.hpp"
+
+namespace dpm::nn {
+namespace {
+
+int checked_factor(const char* layer, int factor) {
+  if (factor <= 0)
+    throw std::invalid_argument(std::string(layer) + ": factor must be positive, got " +
+                                std::to_string(factor));
+  return factor;
+}
+
+// Picks the 1-D or 2-D op by the input's rank.
+Variable by_rank(const char* layer, const Variable& x, Variable (*one_d)(const Variable&, int),
+                 Variable (*two_d)(const Variable&, int), int factor) {
+  if (x.ndim() == 3) return one_d(x, factor);
+  if (x.ndim() == 4) return two_d(x, factor);
+  throw std::invalid_argument(std::string(layer) +
+                              ": input must be [B, C, L] or [B, C, H, W], got shape " +
+                              x.shape().str());
+}
+
+}  // namespace
+
+AvgPool::AvgPool(int factor) : Layer("AvgPool"), factor_(checked_factor("AvgPool", factor)) {}
+
+Variable AvgPool::forward(const Variable& x) {
+  return trace_output(*this, by_rank("AvgPool", x, &avg_pool1d, &avg_pool2d, factor_));
+}
+
+Upsample::Upsample(int factor) : Layer("Upsample"), factor_(checked_factor("Upsample", factor)) {}
+
+Variable Upsample::forward(const Variable& x) {
+  return trace_output(*this,
+                      by_rank("Upsample", x, &upsample_nearest1d, &upsample_nearest2d, factor_));
+}
+
+}  // namespace dpm::nn

@@ -1,0 +1,30 @@
+#pragma once
+// Resolution changes without parameters: AvgPool (kernel = stride = factor) and nearest
+// Upsample by an integer factor. Both act on [B, C, L] (1-D) or [B, C, H, W] (2-D), chosen by
+// the input's rank, so the 1d/2d names are aliases.
+#include "nn/layer.hpp"
+
+namespace dpm::nn {
+
+class AvgPool : public Layer {
+ public:
+  explicit AvgPool(int factor = 2);
+  Variable forward(const Variable& x) override;
+
+ private:
+  int factor_;
+};
+
+class Upsample : public Layer {
+ public:
+  explicit Upsample(int factor = 2);  // nearest
+  Variable forward(const Variable& x) override;
+
+ private:
+  int factor_;
+};
+
+using AvgPool1d = AvgPool;
+using AvgPool2d = AvgPool;
+
+}  // namespace dpm::nn

@@ -1,0 +1,406 @@
+#include "trainers/trainer.hpp"
+
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "autograd/io/safetensors.hpp"
+#include "nn/checkpoint.hpp"
+#include "trainers/progress.hpp"
+
+namespace dpm::train {
+namespace {
+
+// Streams split from the seed, one per purpose, so adding a consumer never shifts another.
+constexpr uint64_t kDataStream = 1, kNoiseStream = 2, kValidationStream = 3;
+constexpr const char* kResumeKey = "dpmlab.resume";
+constexpr int kResumeVersion = 1;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) {
+  g_interrupted = 1;
+}
+
+// Installs the SIGINT flag handler for the duration of fit(); a second Ctrl-C kills as usual.
+class SigintScope {
+ public:
+  SigintScope() {
+    g_interrupted = 0;
+    struct sigaction action {};
+    action.sa_handler = on_sigint;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &previous_);
+  }
+  ~SigintScope() { sigaction(SIGINT, &previous_, nullptr); }
+
+ private:
+  struct sigaction previous_ {};
+};
+
+// Swaps the EMA weights in for evaluation and saving, and back out on scope exit.
+class EmaScope {
+ public:
+  explicit EmaScope(optim::Ema* ema) : ema_(ema) {
+    if (ema_) ema_->swap();
+  }
+  ~EmaScope() {
+    if (ema_) ema_->swap();
+  }
+
+ private:
+  optim::Ema* ema_;
+};
+
+NamedTensors with_prefix(const std::string& prefix, const NamedTensors& tensors) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors) out.emplace_back(prefix + name, t);
+  return out;
+}
+
+NamedTensors strip_prefix(const std::string& prefix, const SafeTensors& file) {
+  NamedTensors out;
+  for (const auto& [name, t] : file.tensors)
+    if (name.compare(0, prefix.size(), prefix) == 0)
+      out.emplace_back(name.substr(prefix.size()), t);
+  return out;
+}
+
+}  // namespace
+
+const char* stop_reason_name(StopReason reason) {
+  switch (reason) {
+    case StopReason::max_epochs:
+      return "max_epochs";
+    case StopReason::max_steps:
+      return "max_steps";
+    case StopReason::time_budget:
+      return "time_budget";
+    case StopReason::early_stopping:
+      return "early_stopping";
+    case StopReason::interrupted:
+      return "interrupted";
+    case StopReason::non_finite:
+      return "non_finite";
+  }
+  return "unknown";
+}
+
+Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, LossFn loss, Tensor train_data,
+                 Tensor val_data, TrainerOptions options)
+    : model_(model),
+      optimizer_(optimizer),
+      loss_(std::move(loss)),
+      val_data_(std::move(val_data)),
+      options_(std::move(options)),
+      loader_(train_data, {options_.batch_size, true, true}, Rng(options_.seed).split(kDataStream)),
+      noise_rng_(Rng(options_.seed).split(kNoiseStream)) {
+  if (&optimizer_.arena() != &model_.arena())
+    throw std::invalid_argument("Trainer: the optimizer must be built on model.arena()");
+  if (train_data.size(0) < options_.batch_size)
+    throw std::invalid_argument("Trainer: batch_size " + std::to_string(options_.batch_size) +
+                                " exceeds the " + std::to_string(train_data.size(0)) +
+                                " training samples");
+  if (options_.max_epochs < 1 || options_.log_every < 1 || options_.steps_per_epoch < 0 ||
+      options_.max_steps < 0 || options_.resume_every < 0 || options_.grad_clip < 0)
+    throw std::invalid_argument(
+        "Trainer: max_epochs and log_every must be >= 1; steps_per_epoch, max_steps, "
+        "resume_every and grad_clip must be >= 0");
+  if (options_.ema_decay < 0 || options_.ema_decay >= 1)
+    throw std::invalid_argument("Trainer: ema_decay must be in [0, 1), got " +
+                                std::to_string(options_.ema_decay));
+  if (options_.lr_schedule) schedule_ = optim::make_lr_schedule(*options_.lr_schedule);
+  if (options_.ema_decay > 0)
+    ema_ = std::make_unique<optim::Ema>(optimizer_.arena(), options_.ema_warmup);
+  if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::add_callback(std::shared_ptr<Callback> callback) {
+  callbacks_.push_back(std::move(callback));
+}
+
+std::string Trainer::resume_path() const {
+  return options_.out_dir + "/resume.safetensors";
+}
+std::string Trainer::best_path() const {
+  return options_.out_dir + "/best.safetensors";
+}
+std::string Trainer::metrics_path() const {
+  return options_.out_dir + "/metrics.jsonl";
+}
+
+int64_t Trainer::steps_per_epoch() const {
+  return options_.steps_per_epoch > 0 ? options_.steps_per_epoch : loader_.batches_per_epoch();
+}
+
+void Trainer::log(const nlohmann::json& record) {
+  if (options_.out_dir.empty()) return;
+  std::ofstream out(metrics_path(), std::ios::app);
+  out << record.dump() << '\n';
+  if (!out) throw std::runtime_error("Trainer: cannot append to " + metrics_path());
+}
+
+double Trainer::evaluate(const Tensor& data) {
+  bool was_training = model_.is_training();
+  model_.eval();
+  EmaScope ema_weights(ema_.get());
+  NoGradGuard no_grad;
+  Rng rng = Rng(options_.seed).split(kValidationStream);  // the same noise at every evaluation
+  datasets::DataLoader loader(data, {options_.batch_size, false, false});
+  double sum = 0;
+  int64_t count = 0;
+  for (const datasets::Batch& batch : loader) {
+    int64_t b = batch.data.size(0);
+    sum += loss_(batch, rng).item() * static_cast<double>(b);
+    count += b;
+  }
+  model_.train(was_training);
+  return sum / static_cast<double>(count);
+}
+
+void Trainer::save_best() {
+  if (options_.out_dir.empty()) return;
+  EmaScope ema_weights(ema_.get());
+  auto metadata = options_.checkpoint_metadata;
+  metadata["dpmlab.step"] = std::to_string(step_);
+  metadata["dpmlab.epoch"] = std::to_string(epoch_);
+  if (best_val_) metadata["dpmlab.val_loss"] = std::to_string(*best_val_);
+  nn::save_state(best_path(), model_, metadata);
+}
+
+void Trainer::save_resume(const std::string& path) const {
+  NamedTensors tensors = with_prefix("model.", nn::state_tensors(model_));
+  for (auto& t : with_prefix("optimizer.", optimizer_.state_tensors())) tensors.push_back(t);
+  if (ema_) tensors.emplace_back("ema.shadow", ema_->shadow());
+  for (const auto& cb : callbacks_)
+    for (auto& t : with_prefix("callback." + cb->name() + ".", cb->state_tensors()))
+      tensors.push_back(t);
+
+  nlohmann::json state = {
+      {"version", kResumeVersion},
+      {"optimizer", optimizer_.name()},
+      {"step", step_},
+      {"epoch", epoch_},
+      {"step_in_epoch", step_in_epoch_},
+      {"epoch_loss_sum", epoch_loss_sum_},
+      {"optimizer_step", optimizer_.step_count()},
+      {"lr", optimizer_.lr()},
+      {"ema_updates", ema_ ? ema_->update_count() : 0},
+      {"noise_rng", noise_rng_.state()},
+      {"data_position", loader_.position().serialize()},
+      {"best_epoch", best_epoch_},
+      {"epochs_since_best", epochs_since_best_},
+      {"elapsed_seconds", elapsed_before_},
+  };
+  if (best_val_) state["best_val_loss"] = *best_val_;
+  auto metadata = options_.checkpoint_metadata;
+  metadata[kResumeKey] = state.dump();
+  write_safetensors(path, tensors, metadata);
+}
+
+void Trainer::resume(const std::string& path) {
+  SafeTensors file = read_safetensors(path);
+  auto it = file.metadata.find(kResumeKey);
+  if (it == file.metadata.end())
+    throw std::runtime_error(path + ": not a resume file (no '" + std::string(kResumeKey) +
+                             "' metadata; model checkpoints cannot be resumed from)");
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(it->second);
+    if (state.at("version").get<int>() != kResumeVersion)
+      throw std::runtime_error("version " + state.at("version").dump() + ", expected " +
+                               std::to_string(kResumeVersion));
+    if (state.at("optimizer").get<std::string>() != optimizer_.name())
+      throw std::runtime_error("written with optimizer '" +
+                               state.at("optimizer").get<std::string>() + "', this run uses '" +
+                               optimizer_.name() + "'");
+    bool has_ema = false;
+    for (const auto& entry : file.tensors) has_ema = has_ema || entry.first == "ema.shadow";
+    if (has_ema != static_cast<bool>(ema_))
+      throw std::runtime_error(has_ema ? "has EMA weights but this run has no EMA (set ema_decay)"
+                                       : "has no EMA weights but this run uses EMA");
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": malformed '" + std::string(kResumeKey) +
+                             "' metadata: " + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+
+  SafeTensors model_part{strip_prefix("model.", file), {}, path};
+  nn::load_state(model_, model_part);
+  optimizer_.load_state({state["optimizer_step"].get<int64_t>(), state["lr"].get<double>(),
+                         strip_prefix("optimizer.", file)});
+  if (ema_) {
+    ema_->load_shadow(file.get("ema.shadow"));
+    ema_->set_update_count(state["ema_updates"].get<int64_t>());
+  }
+  for (const auto& cb : callbacks_)
+    cb->load_state_tensors(strip_prefix("callback." + cb->name() + ".", file));
+  noise_rng_.set_state(state["noise_rng"].get<Rng::State>());
+  loader_.set_position(datasets::DataLoaderPosition::deserialize(state["data_position"]));
+  step_ = state["step"];
+  epoch_ = state["epoch"];
+  step_in_epoch_ = state["step_in_epoch"];
+  epoch_loss_sum_ = state["epoch_loss_sum"];
+  best_epoch_ = state["best_epoch"];
+  epochs_since_best_ = state["epochs_since_best"];
+  elapsed_before_ = state["elapsed_seconds"];
+  best_val_.reset();
+  if (state.contains("best_val_loss")) best_val_ = state["best_val_loss"].get<double>();
+}
+
+bool Trainer::run_step(TrainResult& result, double& running_loss) {
+  datasets::Batch batch = loader_.next_batch();
+  if (schedule_) optimizer_.set_lr((*schedule_)(step_));
+  optimizer_.zero_grad();
+  Variable loss = loss_(batch, noise_rng_);
+  double value = loss.item();
+  const int64_t this_step = step_ + 1;
+  if (!std::isfinite(value)) {
+    result.reason = StopReason::non_finite;
+    std::ostringstream msg;
+    msg << "loss is " << value << " at step " << this_step << " (epoch " << epoch_ + 1
+        << "); stopped before updating the weights, the last checkpoint is kept";
+    result.message = msg.str();
+    return false;
+  }
+  loss.backward();
+  nn::ParameterArena& arena = optimizer_.arena();
+  if (auto bad = arena.first_nonfinite_grad()) {
+    result.reason = StopReason::non_finite;
+    result.message = "gradient of '" + *bad + "' is not finite at step " +
+                     std::to_string(this_step) + " (loss " + std::to_string(value) +
+                     "); stopped before updating the weights, the last checkpoint is kept";
+    return false;
+  }
+  StepInfo info{this_step, epoch_, value, optimizer_.lr(), this_step % options_.log_every == 0};
+  nlohmann::json record;
+  if (options_.grad_clip > 0) {
+    record["grad_norm"] = arena.clip_grad_norm(options_.grad_clip);
+  } else if (info.logging) {
+    record["grad_norm"] = arena.grad_norm();
+  }
+  optimizer_.step();
+  if (ema_) ema_->update(options_.ema_decay);
+  step_ = this_step;
+  ++step_in_epoch_;
+  epoch_loss_sum_ += value;
+  running_loss = running_loss == 0 ? value : 0.98 * running_loss + 0.02 * value;
+
+  if (info.logging)
+    record.update({{"step", step_}, {"epoch", epoch_}, {"loss", value}, {"lr", info.lr}});
+  for (const auto& cb : callbacks_) cb->on_step(info, record);
+  if (info.logging) log(record);
+  if (options_.resume_every > 0 && step_ % options_.resume_every == 0 && !options_.out_dir.empty())
+    save_resume(resume_path());
+  return true;
+}
+
+void Trainer::end_epoch(TrainResult& result, double train_loss) {
+  ++epoch_;
+  step_in_epoch_ = 0;
+  epoch_loss_sum_ = 0;
+  EpochInfo info{epoch_, step_, train_loss, std::nullopt, false};
+  if (val_data_.defined()) {
+    info.val_loss = evaluate(val_data_);
+    info.improved = !best_val_ || *info.val_loss < *best_val_;
+  } else {
+    info.improved = true;  // without validation the latest weights are the best we know
+  }
+  if (info.improved) {
+    best_val_ = info.val_loss;
+    best_epoch_ = epoch_;
+    epochs_since_best_ = 0;
+    save_best();
+  } else {
+    ++epochs_since_best_;
+  }
+  nlohmann::json record = {{"epoch", epoch_}, {"step", step_}, {"train_loss", train_loss}};
+  if (info.val_loss) record["val_loss"] = *info.val_loss;
+  for (const auto& cb : callbacks_) cb->on_epoch(info, record);
+  log(record);
+  if (val_data_.defined() && options_.patience > 0 && epoch_ >= options_.min_epochs &&
+      epochs_since_best_ >= options_.patience) {
+    result.reason = StopReason::early_stopping;
+    result.message = "validation loss has not improved for " + std::to_string(epochs_since_best_) +
+                     " epochs (best " + std::to_string(*best_val_) + " at epoch " +
+                     std::to_string(best_epoch_) + ")";
+  }
+}
+
+TrainResult Trainer::fit() {
+  SigintScope sigint;
+  TrainResult result;
+  model_.train();
+  const int64_t per_epoch = steps_per_epoch();
+  int64_t total = options_.max_epochs * per_epoch;
+  if (options_.max_steps > 0) total = std::min(total, options_.max_steps);
+  ProgressLine progress("train", total, "steps", options_.progress ? stderr : nullptr);
+  double running_loss = 0;
+  const int64_t start_step = step_;
+  bool stop = false;
+
+  auto elapsed = [&] { return elapsed_before_ + progress.elapsed_seconds(); };
+  while (!stop && epoch_ < options_.max_epochs) {
+    while (step_in_epoch_ < per_epoch) {
+      if (!run_step(result, running_loss)) {
+        stop = true;
+        break;
+      }
+      char status[128];
+      std::snprintf(status, sizeof status, "epoch %lld | loss %.4g | lr %.3g",
+                    static_cast<long long>(epoch_ + 1), running_loss, optimizer_.lr());
+      progress.update(step_ - start_step, status);
+      if (g_interrupted) {
+        result.reason = StopReason::interrupted;
+        result.message = "interrupted (SIGINT) at step " + std::to_string(step_);
+      } else if (options_.max_steps > 0 && step_ >= options_.max_steps) {
+        result.reason = StopReason::max_steps;
+        result.message = "reached max_steps = " + std::to_string(options_.max_steps);
+      } else if (options_.max_seconds > 0 && elapsed() >= options_.max_seconds) {
+        result.reason = StopReason::time_budget;
+        result.message =
+            "reached the time budget of " + ProgressLine::format_duration(options_.max_seconds);
+      } else {
+        continue;
+      }
+      stop = true;
+      break;
+    }
+    if (stop) break;
+    end_epoch(result, epoch_loss_sum_ / static_cast<double>(per_epoch));
+    stop = result.reason == StopReason::early_stopping;
+  }
+  if (!stop) result.message = "reached max_epochs = " + std::to_string(options_.max_epochs);
+
+  // A run cut short mid-epoch still leaves a best checkpoint behind.
+  if ((result.reason == StopReason::max_steps || result.reason == StopReason::time_budget ||
+       result.reason == StopReason::interrupted) &&
+      step_in_epoch_ > 0) {
+    std::optional<double> val;
+    if (val_data_.defined()) val = evaluate(val_data_);
+    if (!val_data_.defined() || !best_val_ || *val < *best_val_) {
+      best_val_ = val;
+      best_epoch_ = epoch_;
+      save_best();
+    }
+  }
+  elapsed_before_ = elapsed();
+  if (!options_.out_dir.empty() && result.reason != StopReason::non_finite)
+    save_resume(resume_path());
+
+  result.steps = step_;
+  result.epochs = epoch_;
+  result.best_val_loss = best_val_;
+  result.best_epoch = best_epoch_;
+  result.seconds = elapsed_before_;
+  progress.finish(std::string(stop_reason_name(result.reason)) + ": " + result.message);
+  return result;
+}
+
+}  // namespace dpm::train
