@@ -1,4 +1,5 @@
-// dpmlab model summary: build a model from the command line and print its layer table.
+// dpmlab model summary | init: build a model from the command line, then print its layer table
+// or save it freshly initialised as a checkpoint.
 #include <cstdint>
 #include <iostream>
 #include <memory>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "apps/commands.hpp"
+#include "nn/checkpoint.hpp"
 #include "nn/noise_model.hpp"
 #include "nn/summary.hpp"
 #include "nn/unet.hpp"
@@ -16,14 +18,50 @@ namespace {
 // Sizes and channel counts: CLI::PositiveNumber would print a double's range in its message.
 const CLI::Range kSizeRange(int64_t{1}, int64_t{1} << 20);
 
-struct SummaryArgs {
+// The flags that pick an architecture and its data shape (shared by summary and init).
+struct ArchArgs {
   std::string arch;
   int64_t length = 64, size = 28, dim = 64, channels = 1;
   std::string norm = "batch";
   bool attention = false;
-  int depth = 4;
   uint64_t seed = 0;
 };
+
+// The options whose use depends on --arch, checked once parsing is done.
+struct ArchOptions {
+  CLI::Option *length, *size, *dim, *norm, *attention;
+};
+
+struct BuiltModel {
+  std::shared_ptr<nn::NoiseModel> model;
+  Shape sample_shape;  // one sample, without the batch dim
+};
+
+ArchOptions add_arch_options(CLI::App* command, ArchArgs& args) {
+  command->add_option("--arch", args.arch, "Architecture")
+      ->required()
+      ->check(CLI::IsMember({"unet1d", "unet2d", "mlp"}));
+  ArchOptions options{};
+  options.length = command->add_option("--length", args.length, "Vector length (unet1d)")
+                       ->check(kSizeRange)
+                       ->capture_default_str();
+  options.size = command->add_option("--size", args.size, "Image height = width (unet2d)")
+                     ->check(kSizeRange)
+                     ->capture_default_str();
+  options.dim = command->add_option("--dim", args.dim, "Vector dimension N (mlp)")
+                    ->check(kSizeRange)
+                    ->capture_default_str();
+  command->add_option("--channels", args.channels, "Data channels")
+      ->check(kSizeRange)
+      ->capture_default_str();
+  options.norm = command->add_option("--norm", args.norm, "Normalisation in the U-Net blocks")
+                     ->check(CLI::IsMember({"batch", "group"}))
+                     ->capture_default_str();
+  options.attention = command->add_flag("--attention", args.attention,
+                                        "Self-attention at the U-Net's lowest resolution");
+  command->add_option("--seed", args.seed, "Initialisation seed")->capture_default_str();
+  return options;
+}
 
 // A flag given for an architecture that ignores it is a usage error, not a silent no-op.
 void require_arch_for(const CLI::Option* option, const std::string& arch,
@@ -36,7 +74,15 @@ void require_arch_for(const CLI::Option* option, const std::string& arch,
   throw CLI::ValidationError(option->get_name(), "only applies to --arch " + list);
 }
 
-void run_summary(const SummaryArgs& args) {
+void check_arch_options(const ArchOptions& options, const std::string& arch) {
+  require_arch_for(options.length, arch, {"unet1d"});
+  require_arch_for(options.size, arch, {"unet2d"});
+  require_arch_for(options.dim, arch, {"mlp"});
+  require_arch_for(options.norm, arch, {"unet1d", "unet2d"});
+  require_arch_for(options.attention, arch, {"unet1d", "unet2d"});
+}
+
+BuiltModel build_model(const ArchArgs& args) {
   nlohmann::json config;
   Shape sample_shape;
   if (args.arch == "mlp") {
@@ -60,19 +106,14 @@ void run_summary(const SummaryArgs& args) {
         one_d ? Shape{args.channels, args.length} : Shape{args.channels, args.size, args.size};
   }
   Rng rng(args.seed);
-  std::shared_ptr<nn::NoiseModel> model = nn::make_noise_model(config, rng);
-  std::cout << "Config: " << model->config().dump() << "\n\n"
-            << nn::summary(*model, sample_shape, args.depth);
+  return {nn::make_noise_model(config, rng), sample_shape};
 }
 
-}  // namespace
-
-void register_model_command(CLI::App& app) {
-  CLI::App* model = app.add_subcommand(
-      "model",
-      "Inspect model architectures.\nExample: dpmlab model summary --arch unet2d --size 28");
-  model->require_subcommand(1);
-
+void register_summary_command(CLI::App* model) {
+  struct SummaryArgs {
+    ArchArgs arch;
+    int depth = 4;
+  };
   auto args = std::make_shared<SummaryArgs>();
   CLI::App* summary = model->add_subcommand(
       "summary",
@@ -82,39 +123,51 @@ void register_model_command(CLI::App& app) {
       "  dpmlab model summary --arch unet1d --length 64\n"
       "  dpmlab model summary --arch unet2d --size 28 --depth 4\n"
       "  dpmlab model summary --arch mlp --dim 64");
-  summary->add_option("--arch", args->arch, "Architecture")
-      ->required()
-      ->check(CLI::IsMember({"unet1d", "unet2d", "mlp"}));
-  CLI::Option* length = summary->add_option("--length", args->length, "Vector length (unet1d)")
-                            ->check(kSizeRange)
-                            ->capture_default_str();
-  CLI::Option* size = summary->add_option("--size", args->size, "Image height = width (unet2d)")
-                          ->check(kSizeRange)
-                          ->capture_default_str();
-  CLI::Option* dim = summary->add_option("--dim", args->dim, "Vector dimension N (mlp)")
-                         ->check(kSizeRange)
-                         ->capture_default_str();
-  summary->add_option("--channels", args->channels, "Data channels")
-      ->check(kSizeRange)
-      ->capture_default_str();
-  CLI::Option* norm = summary->add_option("--norm", args->norm, "Normalisation in the U-Net blocks")
-                          ->check(CLI::IsMember({"batch", "group"}))
-                          ->capture_default_str();
-  CLI::Option* attention = summary->add_flag("--attention", args->attention,
-                                             "Self-attention at the U-Net's lowest resolution");
+  ArchOptions options = add_arch_options(summary, args->arch);
   summary->add_option("--depth", args->depth, "Deepest module level listed (-1: all)")
       ->check(CLI::Range(-1, 100))
       ->capture_default_str();
-  summary->add_option("--seed", args->seed, "Initialisation seed")->capture_default_str();
-
   summary->callback([=] {
-    require_arch_for(length, args->arch, {"unet1d"});
-    require_arch_for(size, args->arch, {"unet2d"});
-    require_arch_for(dim, args->arch, {"mlp"});
-    require_arch_for(norm, args->arch, {"unet1d", "unet2d"});
-    require_arch_for(attention, args->arch, {"unet1d", "unet2d"});
-    run_summary(*args);
+    check_arch_options(options, args->arch.arch);
+    BuiltModel built = build_model(args->arch);
+    std::cout << "Config: " << built.model->config().dump() << "\n\n"
+              << nn::summary(*built.model, built.sample_shape, args->depth);
   });
+}
+
+void register_init_command(CLI::App* model) {
+  struct InitArgs {
+    ArchArgs arch;
+    std::string out;
+  };
+  auto args = std::make_shared<InitArgs>();
+  CLI::App* init = model->add_subcommand(
+      "init",
+      "Save a freshly initialised model (weights from --seed, config in the metadata) as a "
+      "safetensors checkpoint.\n"
+      "Example: dpmlab model init --arch unet1d --seed 1 --out unet1d.safetensors");
+  ArchOptions options = add_arch_options(init, args->arch);
+  init->add_option("--out", args->out, "Checkpoint to write")->required();
+  init->callback([=] {
+    check_arch_options(options, args->arch.arch);
+    BuiltModel built = build_model(args->arch);
+    nn::save_model(args->out, *built.model);
+    std::cout << "wrote " << args->out << " (" << built.model->parameter_count()
+              << " parameters, config " << built.model->config().dump() << ")\n";
+  });
+}
+
+}  // namespace
+
+void register_model_command(CLI::App& app) {
+  CLI::App* model = app.add_subcommand(
+      "model",
+      "Inspect, create and check model architectures.\n"
+      "Example: dpmlab model summary --arch unet2d --size 28");
+  model->require_subcommand(1);
+  register_summary_command(model);
+  register_init_command(model);
+  register_model_check_command(*model);
 }
 
 }  // namespace dpm::cli

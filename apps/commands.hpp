@@ -8,7 +8,9 @@ namespace dpm::cli {
 // Exit code of every usage error (bad flag, bad value, flags that do not fit together).
 inline constexpr int kUsageErrorExitCode = 2;
 
-void register_model_command(CLI::App& app);  // dpmlab model summary
+void register_model_command(CLI::App& app);  // dpmlab model summary | init | check
+// dpmlab model check: adds its subcommand to `model` (called by register_model_command).
+void register_model_check_command(CLI::App& model);
 void register_demo_command(CLI::App& app);   // dpmlab demo
 
 }  // namespace dpm::cli

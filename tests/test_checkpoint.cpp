@@ -7,26 +7,16 @@
 #include "autograd/rng.hpp"
 #include "nn/arena.hpp"
 #include "nn/checkpoint.hpp"
+#include "tests/temp_dir.hpp"
 
 using dpm::Rng;
 using dpm::Shape;
 using dpm::Tensor;
 using dpm::nn::Module;
 namespace fs = std::filesystem;
+using dpm::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("dpm_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 Tensor random_tensor(const Shape& shape, Rng& rng) {
   Tensor t = Tensor::empty(shape);

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "datasets/idx.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using dpm::testing::TempDir;
 using dpm::Shape;
 using dpm::datasets::read_idx;
 using dpm::datasets::read_idx_images;
@@ -19,19 +21,6 @@ using dpm::datasets::read_idx_labels;
 namespace {
 
 using Bytes = std::vector<uint8_t>;
-
-// A fresh directory per test case, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("dpm_test_idx_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 Bytes idx_header(uint8_t type, const std::vector<uint32_t>& dims) {
   Bytes b = {0, 0, type, static_cast<uint8_t>(dims.size())};

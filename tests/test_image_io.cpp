@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "datasets/image_folder.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using dpm::testing::TempDir;
 using dpm::Shape;
 using dpm::Tensor;
 using dpm::datasets::ColorMode;
@@ -21,18 +23,6 @@ using dpm::datasets::PixelScaling;
 using dpm::datasets::write_png_grid;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("dpm_test_image_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // Interleaved pixels H x W x C with a pattern that differs per image, row, column and channel.
 std::vector<unsigned char> pattern(int seed, int height, int width, int channels) {

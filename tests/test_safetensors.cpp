@@ -11,6 +11,7 @@
 
 #include "autograd/io/safetensors.hpp"
 #include "autograd/rng.hpp"
+#include "tests/temp_dir.hpp"
 
 using dpm::Rng;
 using dpm::SafeTensors;
@@ -18,21 +19,9 @@ using dpm::SafetensorsError;
 using dpm::Shape;
 using dpm::Tensor;
 namespace fs = std::filesystem;
+using dpm::testing::TempDir;
 
 namespace {
-
-// A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("dpm_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -16,8 +16,10 @@
 #include "nn/optim/adam.hpp"
 #include "nn/sequential.hpp"
 #include "trainers/trainer.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using dpm::testing::TempDir;
 using namespace dpm;
 
 namespace {
@@ -68,16 +70,11 @@ std::vector<float> weights(Setup& s) {
   return s.model->arena().values().to_vector();
 }
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("dpmlab_trainer_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
-
 }  // namespace
 
 TEST_CASE("training lowers the loss and writes metrics and checkpoints", "[trainer]") {
-  fs::path dir = fresh_dir("basic");
+  TempDir tmp("dpm_trainer_basic");
+  fs::path dir = tmp.path;
   train::TrainerOptions options;
   options.batch_size = 32;
   options.max_epochs = 40;
@@ -126,7 +123,8 @@ TEST_CASE("same seed gives bitwise-identical weights; another seed does not", "[
 }
 
 TEST_CASE("20 steps straight equal 10 steps, resume, 10 steps, bitwise", "[trainer][resume]") {
-  fs::path dir = fresh_dir("resume");
+  TempDir tmp("dpm_trainer_resume");
+  fs::path dir = tmp.path;
   train::TrainerOptions options;
   options.batch_size = 24;  // 10 batches per epoch: the split falls mid-epoch
   options.ema_decay = 0.9;
@@ -161,7 +159,8 @@ TEST_CASE("20 steps straight equal 10 steps, resume, 10 steps, bitwise", "[train
 }
 
 TEST_CASE("resume rejects files that do not match the run", "[trainer][resume]") {
-  fs::path dir = fresh_dir("resume_errors");
+  TempDir tmp("dpm_trainer_resume_errors");
+  fs::path dir = tmp.path;
   train::TrainerOptions options;
   options.batch_size = 32;
   options.max_steps = 3;
@@ -177,7 +176,8 @@ TEST_CASE("resume rejects files that do not match the run", "[trainer][resume]")
 }
 
 TEST_CASE("a non-finite loss or gradient stops training and keeps the checkpoint", "[trainer]") {
-  fs::path dir = fresh_dir("nan");
+  TempDir tmp("dpm_trainer_nan");
+  fs::path dir = tmp.path;
   train::TrainerOptions options;
   options.batch_size = 32;
   options.max_steps = 100;
@@ -263,7 +263,8 @@ struct CountingCallback : train::Callback {
 }  // namespace
 
 TEST_CASE("SIGINT saves a resume file and stops cleanly; callbacks persist", "[trainer][resume]") {
-  fs::path dir = fresh_dir("sigint");
+  TempDir tmp("dpm_trainer_sigint");
+  fs::path dir = tmp.path;
   train::TrainerOptions options;
   options.batch_size = 32;
   options.max_steps = 12;
