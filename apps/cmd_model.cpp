@@ -160,10 +160,9 @@ void register_init_command(CLI::App* model) {
 }  // namespace
 
 void register_model_command(CLI::App& app) {
-  CLI::App* model = app.add_subcommand(
-      "model",
-      "Inspect, create and check model architectures.\n"
-      "Example: dpmlab model summary --arch unet2d --size 28");
+  CLI::App* model = app.add_subcommand("model",
+                                       "Inspect, create and check model architectures.\n"
+                                       "Example: dpmlab model summary --arch unet2d --size 28");
   model->require_subcommand(1);
   register_summary_command(model);
   register_init_command(model);

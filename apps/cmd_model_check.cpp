@@ -22,7 +22,7 @@ struct CheckArgs {
   int threads = 0;
 };
 
-// t is stored as float (the file format is float32 only): each entry must be an integer >= 0.
+// t is stored as float (the file format is float32 only, exact for integers up to 2^24).
 std::vector<int64_t> read_steps(const SafeTensors& file, int64_t batch) {
   Tensor t = file.get("t").contiguous();
   if (t.ndim() != 1 || t.size(0) != batch)
@@ -32,8 +32,9 @@ std::vector<int64_t> read_steps(const SafeTensors& file, int64_t batch) {
   for (int64_t b = 0; b < batch; ++b) {
     float value = t.data()[b];
     if (!(value >= 0.0f) || value != std::floor(value) || value > 16777216.0f)
-      throw std::invalid_argument("model check: input 't' must hold integer steps >= 0, got " +
-                                  std::to_string(value) + " at index " + std::to_string(b));
+      throw std::invalid_argument(
+          "model check: input 't' must hold integer steps in [0, 2^24], got " +
+          std::to_string(value) + " at index " + std::to_string(b));
     steps.push_back(static_cast<int64_t>(value));
   }
   return steps;

@@ -11,6 +11,6 @@ inline constexpr int kUsageErrorExitCode = 2;
 void register_model_command(CLI::App& app);  // dpmlab model summary | init | check
 // dpmlab model check: adds its subcommand to `model` (called by register_model_command).
 void register_model_check_command(CLI::App& model);
-void register_demo_command(CLI::App& app);   // dpmlab demo
+void register_demo_command(CLI::App& app);  // dpmlab demo
 
 }  // namespace dpm::cli

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "autograd/tensor.hpp"
+#include "diffusion/double_batch.hpp"
 
 namespace dpm::diffusion {
 
@@ -17,12 +18,22 @@ class NoisePredictor {
     ++evaluations_;
     return compute_eps(x, t);
   }
+  // The same on a batch held in double (the samplers' state); also one evaluation. Predictors
+  // that compute in double (the exact oracle) override compute_eps_double so that a whole reverse
+  // path runs in double; the default rounds x to float32 and calls compute_eps.
+  DoubleBatch predict_eps(const DoubleBatch& x, int64_t t) {
+    ++evaluations_;
+    return compute_eps_double(x, t);
+  }
   // Batched evaluations so far (one per predict_eps call): the cost measure of an estimator.
   int64_t evaluations() const { return evaluations_; }
   void reset_evaluations() { evaluations_ = 0; }
 
  private:
   virtual Tensor compute_eps(const Tensor& x, int64_t t) = 0;
+  virtual DoubleBatch compute_eps_double(const DoubleBatch& x, int64_t t) {
+    return DoubleBatch::from_tensor(compute_eps(x.to_tensor(), t));
+  }
   int64_t evaluations_ = 0;
 };
 

@@ -16,6 +16,7 @@ class BatchNorm : public Layer {
   Variable forward(const Variable& x) override;
 
   int64_t num_features() const { return num_features_; }
+  float eps() const { return eps_; }
   Variable weight() const { return weight_; }
   Variable bias() const { return bias_; }
   Tensor running_mean() const { return running_mean_; }

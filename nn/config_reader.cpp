@@ -1,5 +1,6 @@
 #include "nn/config_reader.hpp"
 
+#include <sstream>
 #include <stdexcept>
 
 namespace dpm::nn {
@@ -28,6 +29,19 @@ int64_t ConfigReader::integer(const std::string& field, int64_t fallback, int64_
   if (!value->is_number_integer() || value->get<int64_t>() < min_value)
     fail(field, "an integer >= " + std::to_string(min_value), *value);
   return value->get<int64_t>();
+}
+
+double ConfigReader::number(const std::string& field, double fallback, double min_value,
+                            double max_value) {
+  const nlohmann::json* value = find(field);
+  if (!value) return fallback;
+  if (!value->is_number() || !(value->get<double>() >= min_value) ||
+      !(value->get<double>() <= max_value)) {
+    std::ostringstream expected;
+    expected << "a number in [" << min_value << ", " << max_value << "]";
+    fail(field, expected.str(), *value);
+  }
+  return value->get<double>();
 }
 
 bool ConfigReader::boolean(const std::string& field, bool fallback) {
@@ -65,6 +79,13 @@ std::vector<int64_t> ConfigReader::integer_list(const std::string& field,
     out.push_back(item.get<int64_t>());
   }
   return out;
+}
+
+nlohmann::json ConfigReader::object(const std::string& field) {
+  const nlohmann::json* value = find(field);
+  if (!value || value->is_null()) return nlohmann::json::object();
+  if (!value->is_object()) fail(field, "a JSON object", *value);
+  return *value;
 }
 
 void ConfigReader::finish() const {

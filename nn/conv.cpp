@@ -36,6 +36,7 @@ Conv::Conv(const char* type_name, int spatial_dims, const ConvOptions& options, 
 
 Variable Conv::forward(const Variable& x) {
   const ConvOptions& o = options_;
+  last_input_shape_ = x.shape();
   Variable y = spatial_dims_ == 1 ? conv1d(x, weight_, bias_, o.stride, o.padding, o.padding_mode)
                                   : conv2d(x, weight_, bias_, o.stride, o.padding, o.padding_mode);
   return trace_output(*this, y);

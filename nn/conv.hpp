@@ -28,6 +28,9 @@ class Conv : public Layer {
   int spatial_dims() const { return spatial_dims_; }
   Variable weight() const { return weight_; }
   Variable bias() const { return bias_; }  // undefined without bias
+  // The input shape of the last forward (rank 0 before the first): the size at which the
+  // spectral scan measures the layer's operator norm, which depends on it.
+  const Shape& last_input_shape() const { return last_input_shape_; }
 
  protected:
   Conv(const char* type_name, int spatial_dims, const ConvOptions& options, Rng& rng);
@@ -36,6 +39,7 @@ class Conv : public Layer {
   int spatial_dims_;
   ConvOptions options_;
   Variable weight_, bias_;
+  Shape last_input_shape_;
 };
 
 class Conv1d : public Conv {

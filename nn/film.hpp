@@ -15,6 +15,8 @@ class FiLM : public Module {
   // h [B, C, *], temb [B, time_dim] -> [B, C, *]
   Variable forward(const Variable& h, const Variable& temb);
 
+  int64_t channels() const { return channels_; }
+
  private:
   int64_t channels_;
   std::shared_ptr<Linear> proj_;

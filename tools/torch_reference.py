@@ -64,7 +64,7 @@ def write_safetensors(path, tensors, metadata=None):
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     chunks, offset = [], 0
     for name, array in items:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # keeps 0-d shapes, unlike ascontiguousarray
         dtype = _DTYPE_NAMES[array.dtype.newbyteorder("<")]
         raw = array.astype(_DTYPES[dtype], copy=False).tobytes()
         header[name] = {"dtype": dtype, "shape": list(array.shape),
@@ -82,7 +82,8 @@ def write_safetensors(path, tensors, metadata=None):
 
 def read_config(metadata, path="checkpoint"):
     if CONFIG_METADATA_KEY not in metadata:
-        raise ValueError(f"{path}: no '{CONFIG_METADATA_KEY}' in the metadata (not from save_model?)")
+        raise ValueError(f"{path}: no '{CONFIG_METADATA_KEY}' in the metadata "
+                         "(not written by save_model?)")
     return json.loads(metadata[CONFIG_METADATA_KEY])
 
 
@@ -91,7 +92,7 @@ def read_config(metadata, path="checkpoint"):
 
 class SinusoidalTimeEmbedding(nn.Module):
     """emb(i) = [sin(i f_k), cos(i f_k)], f_k = exp(-ln(10000) k / (half - 1)); in float64, then
-    rounded once to float32, as dpmlab does."""
+    rounded once to the network's dtype (float32: as dpmlab does)."""
 
     def __init__(self, size):
         super().__init__()
@@ -99,12 +100,12 @@ class SinusoidalTimeEmbedding(nn.Module):
             raise ValueError(f"time embedding size must be even and >= 4, got {size}")
         self.size = size
 
-    def forward(self, steps):
+    def forward(self, steps, dtype):
         half = self.size // 2
         rate = math.log(10000.0) / (half - 1)
         freqs = torch.exp(-rate * torch.arange(half, dtype=torch.float64))
         angles = steps.to(torch.float64)[:, None] * freqs[None, :]
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(torch.float32)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
 
 
 def make_norm(kind, groups, channels, spatial_dims):
@@ -254,7 +255,7 @@ class UNet(nn.Module):
         self.out_conv = conv3(sd, h, c["data_channels"], "replicate")
 
     def forward(self, x, t):
-        temb = self.time_mlp(self.time_embedding(t))
+        temb = self.time_mlp(self.time_embedding(t, x.dtype))
         h = self.init_conv(x)
         skips = [h]
         for level in self.down:
@@ -297,7 +298,7 @@ class ResidualMLP(nn.Module):
         self.out_proj = nn.Linear(w, c["dim"])
 
     def forward(self, x, t):
-        te = self.time_mlp(self.time_embedding(t))
+        te = self.time_mlp(self.time_embedding(t, x.dtype))
         h = self.in_proj(x.reshape(x.shape[0], self.config["dim"]))
         for block in self.blocks:
             h = block(h, te)
@@ -317,7 +318,7 @@ def to_state_dict(tensors):
     """dpmlab tensors -> a torch state_dict; num_batches_tracked is float in dpmlab, int64 here."""
     state = {}
     for name, array in tensors.items():
-        value = torch.from_numpy(np.ascontiguousarray(array))
+        value = torch.from_numpy(np.asarray(array, order="C"))
         if name.endswith("num_batches_tracked"):
             value = value.round().to(torch.int64)
         state[name] = value
@@ -332,11 +333,13 @@ def load_model(path):
     return model
 
 
-def run_check(model, x, t, r):
-    """The torch side of `dpmlab model check`: returns a list of (name, float32 numpy array)."""
-    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).requires_grad_(True)
+def run_check(model, x, t, r, dtype=torch.float32):
+    """The torch side of `dpmlab model check`, computed in dtype (the model is converted):
+    returns a list of (name, numpy array of that dtype)."""
+    model.to(dtype)
+    x = torch.from_numpy(np.asarray(x, order="C")).to(dtype).requires_grad_(True)
     steps = torch.from_numpy(np.asarray(t)).round().to(torch.int64)
-    r = torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32))
+    r = torch.from_numpy(np.asarray(r, order="C")).to(dtype)
     model.train()
     model.zero_grad(set_to_none=True)
     out_train = model(x, steps)
@@ -349,7 +352,7 @@ def run_check(model, x, t, r):
     model.eval()
     with torch.no_grad():
         results.append(("out_eval", model(x.detach(), steps)))
-    return [(name, value.detach().to(torch.float32).numpy()) for name, value in results]
+    return [(name, value.detach().to(dtype).numpy()) for name, value in results]
 
 
 def main():
