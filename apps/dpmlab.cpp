@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   dpm::cli::register_model_command(app);
   dpm::cli::register_demo_command(app);
+  dpm::cli::register_gmm_command(app);
+  dpm::cli::register_train_command(app);
+  dpm::cli::register_sample_command(app);
+  dpm::cli::register_audit_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -127,17 +127,22 @@ std::string denoise_bench_markdown(const std::vector<DenoiseBenchEntry>& entries
     out += "\n";
     for (size_t r = 0; r < rows.size(); ++r) {
       if (skip_references && rows[r].first == 0) continue;
-      out += "| " + (rows[r].first == 0 ? std::string("-") : std::to_string(rows[r].first)) +
-             " | " + rows[r].second + " |";
+      out += "| ";
+      out += rows[r].first == 0 ? std::string("-") : std::to_string(rows[r].first);
+      out += " | " + rows[r].second + " |";
       for (const auto& [snr, unused] : columns) {
         auto found = cell.find({r, snr});
-        out += " " + (found == cell.end() ? std::string() : text(*found->second)) + " |";
+        out += " ";
+        if (found != cell.end()) out += text(*found->second);
+        out += " |";
       }
       out += "\n";
     }
     return out + "\n";
   };
-  return table("NMSE:", false, [](const DenoiseBenchEntry& e) { return format("%.4g", e.nmse); }) +
+  return table(
+             "NMSE (± one standard error over the test samples):", false,
+             [](const DenoiseBenchEntry& e) { return format("%.4g ± %.2g", e.nmse, e.nmse_se); }) +
          table("NMSE minus the CME's on the same observations (± one standard error):", false,
                [](const DenoiseBenchEntry& e) {
                  return e.estimator == "cme" ? std::string("0")

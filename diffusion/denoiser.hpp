@@ -34,7 +34,7 @@ struct Estimator {
   bool authors_offset = false;  // start at t_hat - 1 (the authors' code) instead of t_hat
   bool match_in_db = false;     // match the SNR in dB instead of on the linear scale
   int64_t samples = 1;          // posterior_mean: the number M of ancestral runs averaged
-  ReverseVariance variance = ReverseVariance::posterior;  // posterior_mean: sigma_t^2
+  ReverseVariance variance = ReverseVariance::beta_tilde;  // posterior_mean: sigma_t^2
 
   // "mean-forwarding", "tweedie", "ddim" or "posterior-mean-M<M>", then the options that differ
   // from the defaults: "+authors-offset", "+db", "+beta" (posterior_mean's variance).

@@ -28,6 +28,7 @@
 #include "datasets/data_loader.hpp"
 #include "diffusion/noise_predictor.hpp"
 #include "diffusion/prediction.hpp"
+#include "diffusion/reverse_variance.hpp"
 #include "diffusion/schedule.hpp"
 #include "nn/noise_model.hpp"
 
@@ -39,10 +40,6 @@ enum class LossKind {
   simple,  // mean over elements of (prediction - target)^2, t uniform (the paper's)
   vlb,     // T L_t at uniform (or importance-sampled) t, plus L_T: an estimate of the bound
   hybrid,  // simple + lambda vlb (Nichol & Dhariwal)
-};
-enum class ReverseVariance {
-  beta,        // sigma_t^2 = beta_t ("fixed large")
-  beta_tilde,  // sigma_t^2 = beta~_t, the posterior variance ("fixed small")
 };
 
 const char* loss_kind_name(LossKind kind);

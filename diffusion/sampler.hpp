@@ -18,17 +18,17 @@
 #include "autograd/rng.hpp"
 #include "diffusion/double_batch.hpp"
 #include "diffusion/noise_predictor.hpp"
+#include "diffusion/reverse_variance.hpp"
 #include "diffusion/schedule.hpp"
 
 namespace dpm::diffusion {
 
 enum class ReverseKind { mean_forwarding, ancestral, ddim };
-enum class ReverseVariance { beta, posterior };  // sigma_t^2 = beta_t or beta~_t
 
 struct ReverseProcess {
   ReverseKind kind = ReverseKind::mean_forwarding;
-  ReverseVariance variance = ReverseVariance::posterior;  // ancestral only
-  double eta = 0.0;                                       // ddim only, >= 0
+  ReverseVariance variance = ReverseVariance::beta_tilde;  // ancestral only
+  double eta = 0.0;                                        // ddim only, >= 0
 };
 
 // Called after every step t -> t - 1 with t and the new state x_{t-1}; steps come in order

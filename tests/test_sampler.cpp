@@ -106,7 +106,7 @@ TEST_CASE("mean forwarding applies mu_theta; DDIM eta = 0 is deterministic; ance
                  std::sqrt(schedule.alpha(1)))
               .epsilon(1e-14));
 
-  ReverseProcess ddim{ReverseKind::ddim, ReverseVariance::posterior, 0.0};
+  ReverseProcess ddim{ReverseKind::ddim, ReverseVariance::beta_tilde, 0.0};
   Rng a(10), b(99);
   const Rng::State a_before = a.state();
   DoubleBatch first = run_reverse(ddim, predictor, schedule, x, 30, a);
@@ -120,8 +120,8 @@ TEST_CASE("mean forwarding applies mu_theta; DDIM eta = 0 is deterministic; ance
   CHECK(run_reverse(ancestral, predictor, schedule, x, 30, e).values != run_c.values);
 
   // DDIM with eta = 1 is the ancestral process with sigma_t^2 = beta~_t: same noise, same path.
-  ReverseProcess ddim_1{ReverseKind::ddim, ReverseVariance::posterior, 1.0};
-  ReverseProcess ancestral_posterior{ReverseKind::ancestral, ReverseVariance::posterior, 0.0};
+  ReverseProcess ddim_1{ReverseKind::ddim, ReverseVariance::beta_tilde, 1.0};
+  ReverseProcess ancestral_posterior{ReverseKind::ancestral, ReverseVariance::beta_tilde, 0.0};
   Rng f(5), g(5);
   DoubleBatch via_ddim = run_reverse(ddim_1, predictor, schedule, x, 30, f);
   DoubleBatch via_ddpm = run_reverse(ancestral_posterior, predictor, schedule, x, 30, g);

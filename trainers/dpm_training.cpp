@@ -208,7 +208,8 @@ DpmTrainingConfig DpmTrainingConfig::from_json(const nlohmann::json& config) {
 
 DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train_data,
                             const Tensor& val_data,
-                            const std::vector<std::shared_ptr<Callback>>& callbacks) {
+                            const std::vector<std::shared_ptr<Callback>>& callbacks,
+                            const DpmTrainingExtras& extras) {
   diffusion::Schedule schedule = with_context("train_dpm: schedule config", [&] {
     return diffusion::Schedule::from_json(config.schedule);
   });
@@ -236,6 +237,10 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
                                  {kScheduleMetadataKey, schedule.to_json().dump()},
                                  {kObjectiveMetadataKey, config.objective.to_json().dump()},
                                  {kTrainingConfigMetadataKey, config.to_json().dump()}};
+  for (const auto& [key, value] : extras.checkpoint_metadata)
+    if (!options.checkpoint_metadata.emplace(key, value).second)
+      throw std::invalid_argument("train_dpm: extra checkpoint metadata key '" + key +
+                                  "' is one train_dpm writes itself");
   if (!options.out_dir.empty()) {
     std::filesystem::create_directories(options.out_dir);
     std::ofstream out(std::filesystem::path(options.out_dir) / "config.used.json");
@@ -247,6 +252,8 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
   Trainer trainer(*model, *optimizer, diffusion::make_loss_fn(objective), train_data, val_data,
                   options);
   for (const auto& callback : callbacks) trainer.add_callback(callback);
+  if (extras.model_callbacks)
+    for (const auto& callback : extras.model_callbacks(*model)) trainer.add_callback(callback);
   if (config.objective.importance_sampling)
     trainer.add_callback(std::make_shared<ImportanceSamplerState>(objective));
   if (!config.resume_from.empty()) trainer.resume(config.resume_from);

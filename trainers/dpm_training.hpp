@@ -5,6 +5,7 @@
 // schedule and objective go into every checkpoint's metadata, so a checkpoint alone rebuilds the
 // model, its schedule and its output parameterisation (load_dpm_checkpoint).
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,12 +71,23 @@ struct DpmTrainingOutput {
   TrainResult result;
 };
 
+// What a caller adds to a run beyond its config (so none of it is in the config's JSON).
+struct DpmTrainingExtras {
+  // Called once with the freshly built model; the callbacks it returns are added like
+  // `callbacks`. For trackers that need the model, e.g. a SpectralTracker.
+  std::function<std::vector<std::shared_ptr<Callback>>(nn::NoiseModel& model)> model_callbacks;
+  // Stored in every checkpoint beside the entries train_dpm writes (e.g. how the data were
+  // normalised, for whoever samples from the checkpoint). A key train_dpm writes is rejected.
+  std::map<std::string, std::string> checkpoint_metadata;
+};
+
 // Trains on train_data [n, ...] (the shape the model takes), validating on val_data (may be
 // undefined: then no early stopping). Callbacks (trackers) are added to the trainer before it
 // resumes or starts. Throws std::invalid_argument for a bad config or data the model rejects.
 DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train_data,
                             const Tensor& val_data,
-                            const std::vector<std::shared_ptr<Callback>>& callbacks = {});
+                            const std::vector<std::shared_ptr<Callback>>& callbacks = {},
+                            const DpmTrainingExtras& extras = {});
 
 // What a checkpoint written by train_dpm holds.
 struct DpmCheckpoint {

@@ -1,5 +1,7 @@
 #include "trainers/trainer.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -97,7 +99,9 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, LossFn loss, Te
       val_data_(std::move(val_data)),
       options_(std::move(options)),
       loader_(train_data, {options_.batch_size, true, true}, Rng(options_.seed).split(kDataStream)),
-      noise_rng_(Rng(options_.seed).split(kNoiseStream)) {
+      noise_rng_(Rng(options_.seed).split(kNoiseStream)),
+      loss_spikes_(options_.spike),
+      grad_norm_spikes_(options_.spike) {
   if (&optimizer_.arena() != &model_.arena())
     throw std::invalid_argument("Trainer: the optimizer must be built on model.arena()");
   if (train_data.size(0) < options_.batch_size)
@@ -198,6 +202,8 @@ void Trainer::save_resume(const std::string& path) const {
       {"elapsed_seconds", elapsed_before_},
   };
   if (best_val_) state["best_val_loss"] = *best_val_;
+  state["spike_detectors"] = {{"loss", loss_spikes_.state()},
+                              {"grad_norm", grad_norm_spikes_.state()}};
   auto metadata = options_.checkpoint_metadata;
   metadata[kResumeKey] = state.dump();
   write_safetensors(path, tensors, metadata);
@@ -209,10 +215,25 @@ void Trainer::resume(const std::string& path) {
   if (it == file.metadata.end())
     throw std::runtime_error(path + ": not a resume file (no '" + std::string(kResumeKey) +
                              "' metadata; model checkpoints cannot be resumed from)");
-  nlohmann::json state;
+  // A resume file is untrusted input: every field is type-checked before use (a float where a
+  // count belongs would be undefined behaviour to convert), and every problem names the file.
   try {
-    state = nlohmann::json::parse(it->second);
-    if (state.at("version").get<int>() != kResumeVersion)
+    const nlohmann::json state = nlohmann::json::parse(it->second);
+    auto count = [&](const char* key) {
+      const nlohmann::json& value = state.at(key);
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        throw std::runtime_error(std::string("field '") + key + "' is " + value.dump() +
+                                 ", expected an integer >= 0");
+      return value.get<int64_t>();
+    };
+    auto number = [&](const char* key) {
+      const nlohmann::json& value = state.at(key);
+      if (!value.is_number())
+        throw std::runtime_error(std::string("field '") + key + "' is " + value.dump() +
+                                 ", expected a number");
+      return value.get<double>();
+    };
+    if (state.at("version") != kResumeVersion)
       throw std::runtime_error("version " + state.at("version").dump() + ", expected " +
                                std::to_string(kResumeVersion));
     if (state.at("optimizer").get<std::string>() != optimizer_.name())
@@ -224,34 +245,51 @@ void Trainer::resume(const std::string& path) {
     if (has_ema != static_cast<bool>(ema_))
       throw std::runtime_error(has_ema ? "has EMA weights but this run has no EMA (set ema_decay)"
                                        : "has no EMA weights but this run uses EMA");
+    Rng::State noise_state{};
+    const nlohmann::json& noise = state.at("noise_rng");
+    if (!noise.is_array() || noise.size() != noise_state.size())
+      throw std::runtime_error("field 'noise_rng' is " + noise.dump() + ", expected " +
+                               std::to_string(noise_state.size()) + " unsigned integers");
+    for (size_t i = 0; i < noise_state.size(); ++i) {
+      if (!noise[i].is_number_unsigned())
+        throw std::runtime_error("field 'noise_rng' is " + noise.dump() +
+                                 ", expected unsigned integers");
+      noise_state[i] = noise[i].get<uint64_t>();
+    }
+
+    SafeTensors model_part{strip_prefix("model.", file), {}, path};
+    nn::load_state(model_, model_part);
+    optimizer_.load_state(
+        {count("optimizer_step"), number("lr"), strip_prefix("optimizer.", file)});
+    if (ema_) {
+      ema_->load_shadow(file.get("ema.shadow"));
+      ema_->set_update_count(count("ema_updates"));
+    }
+    for (const auto& cb : callbacks_)
+      cb->load_state_tensors(strip_prefix("callback." + cb->name() + ".", file));
+    noise_rng_.set_state(noise_state);
+    loader_.set_position(
+        datasets::DataLoaderPosition::deserialize(state.at("data_position").get<std::string>()));
+    step_ = count("step");
+    epoch_ = count("epoch");
+    step_in_epoch_ = count("step_in_epoch");
+    epoch_loss_sum_ = number("epoch_loss_sum");
+    best_epoch_ = count("best_epoch");
+    epochs_since_best_ = count("epochs_since_best");
+    elapsed_before_ = number("elapsed_seconds");
+    best_val_.reset();
+    if (state.contains("best_val_loss")) best_val_ = number("best_val_loss");
+    // Absent in files written before the spike alarm existed: the detectors then warm up again.
+    if (state.contains("spike_detectors")) {
+      loss_spikes_.load_state(state.at("spike_detectors").at("loss"));
+      grad_norm_spikes_.load_state(state.at("spike_detectors").at("grad_norm"));
+    }
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": malformed '" + std::string(kResumeKey) +
                              "' metadata: " + e.what());
-  } catch (const std::runtime_error& e) {
+  } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
-
-  SafeTensors model_part{strip_prefix("model.", file), {}, path};
-  nn::load_state(model_, model_part);
-  optimizer_.load_state({state["optimizer_step"].get<int64_t>(), state["lr"].get<double>(),
-                         strip_prefix("optimizer.", file)});
-  if (ema_) {
-    ema_->load_shadow(file.get("ema.shadow"));
-    ema_->set_update_count(state["ema_updates"].get<int64_t>());
-  }
-  for (const auto& cb : callbacks_)
-    cb->load_state_tensors(strip_prefix("callback." + cb->name() + ".", file));
-  noise_rng_.set_state(state["noise_rng"].get<Rng::State>());
-  loader_.set_position(datasets::DataLoaderPosition::deserialize(state["data_position"]));
-  step_ = state["step"];
-  epoch_ = state["epoch"];
-  step_in_epoch_ = state["step_in_epoch"];
-  epoch_loss_sum_ = state["epoch_loss_sum"];
-  best_epoch_ = state["best_epoch"];
-  epochs_since_best_ = state["epochs_since_best"];
-  elapsed_before_ = state["elapsed_seconds"];
-  best_val_.reset();
-  if (state.contains("best_val_loss")) best_val_ = state["best_val_loss"].get<double>();
 }
 
 bool Trainer::run_step(TrainResult& result, double& running_loss) {
@@ -280,11 +318,10 @@ bool Trainer::run_step(TrainResult& result, double& running_loss) {
   }
   StepInfo info{this_step, epoch_, value, optimizer_.lr(), this_step % options_.log_every == 0};
   nlohmann::json record;
-  if (options_.grad_clip > 0) {
-    record["grad_norm"] = arena.clip_grad_norm(options_.grad_clip);
-  } else if (info.logging) {
-    record["grad_norm"] = arena.grad_norm();
-  }
+  const double grad_norm =
+      options_.grad_clip > 0 ? arena.clip_grad_norm(options_.grad_clip) : arena.grad_norm();
+  if (options_.grad_clip > 0 || info.logging) record["grad_norm"] = grad_norm;
+  const bool spike = detect_spikes(this_step, value, grad_norm);
   optimizer_.step();
   if (ema_) ema_->update(options_.ema_decay);
   step_ = this_step;
@@ -292,12 +329,32 @@ bool Trainer::run_step(TrainResult& result, double& running_loss) {
   epoch_loss_sum_ += value;
   running_loss = running_loss == 0 ? value : 0.98 * running_loss + 0.02 * value;
 
-  if (info.logging)
+  // A spike gets its metrics line even between logging steps.
+  if (info.logging || spike) {
     record.update({{"step", step_}, {"epoch", epoch_}, {"loss", value}, {"lr", info.lr}});
+    if (spike) record.update({{"spike", true}, {"grad_norm", grad_norm}});
+  }
   for (const auto& cb : callbacks_) cb->on_step(info, record);
-  if (info.logging) log(record);
+  if (info.logging || spike) log(record);
   if (options_.resume_every > 0 && step_ % options_.resume_every == 0 && !options_.out_dir.empty())
     save_resume(resume_path());
+  return true;
+}
+
+bool Trainer::detect_spikes(int64_t step, double loss, double grad_norm) {
+  std::ostringstream warning;
+  auto observe = [&](SpikeDetector& detector, const char* what, double value) {
+    const double mean = detector.mean();
+    if (auto z = detector.observe(value))
+      warning << "; " << what << " " << value << " is " << *z
+              << " standard deviations above its running mean " << mean;
+  };
+  observe(loss_spikes_, "loss", loss);
+  observe(grad_norm_spikes_, "gradient norm", grad_norm);
+  if (warning.tellp() == 0) return false;
+  // On a terminal the progress line is redrawn in place: start the warning on a line of its own.
+  std::fprintf(stderr, "%swarning: spike at step %lld%s\n", ::isatty(STDERR_FILENO) ? "\n" : "",
+               static_cast<long long>(step), warning.str().c_str());
   return true;
 }
 

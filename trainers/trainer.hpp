@@ -2,8 +2,9 @@
 // Trainer: a generic training loop over a dataset and a loss closure. It owns batching and
 // shuffling (seeded), validation every epoch, early stopping, the best checkpoint, periodic
 // resume files (everything needed to continue bitwise: weights, buffers, optimizer moments,
-// EMA, every RNG stream, the data position, callback state), clean exit on SIGINT, and a stop
-// naming the step and the layer when a loss or gradient is not finite. Metrics go to JSONL.
+// EMA, every RNG stream, the data position, callback state), clean exit on SIGINT, a stop
+// naming the step and the layer when a loss or gradient is not finite, and a warning when either
+// spikes (SpikeDetector). Metrics go to JSONL.
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "nn/optim/ema.hpp"
 #include "nn/optim/lr_schedule.hpp"
 #include "nn/optim/optimizer.hpp"
+#include "trainers/spike_detector.hpp"
 
 namespace dpm::train {
 
@@ -44,6 +46,8 @@ struct TrainerOptions {
   std::map<std::string, std::string> checkpoint_metadata;  // e.g. the model config
   uint64_t seed = 0;
   bool progress = true;  // the progress line on stderr
+  // Loss and gradient-norm spike alarm: a warning on stderr and "spike": true in the metrics.
+  SpikeDetectorOptions spike;
 };
 
 // The loss of one batch; `rng` is the trainer's noise stream (saved in resume files).
@@ -127,6 +131,7 @@ class Trainer {
 
  private:
   bool run_step(TrainResult& result, double& epoch_loss_sum);
+  bool detect_spikes(int64_t step, double loss, double grad_norm);
   void end_epoch(TrainResult& result, double train_loss);
   void log(const nlohmann::json& record);
   void save_best();
@@ -142,6 +147,8 @@ class Trainer {
   Rng noise_rng_;
   std::unique_ptr<optim::Ema> ema_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
+  SpikeDetector loss_spikes_;
+  SpikeDetector grad_norm_spikes_;
 
   int64_t step_ = 0;
   int64_t epoch_ = 0;

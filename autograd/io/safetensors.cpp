@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
@@ -180,18 +181,59 @@ struct FileCloser {
 };
 using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
+// Where the reader takes its bytes from (a file or a buffer), so both go through one parser.
+class ByteSource {
+ public:
+  ByteSource(std::string source, uint64_t size) : source_(std::move(source)), size_(size) {}
+  virtual ~ByteSource() = default;
+  const std::string& source() const { return source_; }
+  uint64_t size() const { return size_; }
+  // Copies the next `size` bytes to `out`; fails naming `what` when fewer are left.
+  virtual void read_exactly(void* out, uint64_t size, const std::string& what) = 0;
+
+ protected:
+  [[noreturn]] void fail_truncated(const std::string& what) const {
+    fail(source_, "file ended while reading " + what + " (truncated or changed while reading?)");
+  }
+
+ private:
+  std::string source_;
+  uint64_t size_;
+};
+
+class FileSource : public ByteSource {
+ public:
+  FileSource(std::FILE* file, const std::string& path, uint64_t size)
+      : ByteSource(path, size), file_(file) {}
+  void read_exactly(void* out, uint64_t size, const std::string& what) override {
+    if (size > 0 && std::fread(out, 1, size, file_) != size) fail_truncated(what);
+  }
+
+ private:
+  std::FILE* file_;
+};
+
+class MemorySource : public ByteSource {
+ public:
+  MemorySource(std::string_view bytes, const std::string& source)
+      : ByteSource(source, bytes.size()), bytes_(bytes) {}
+  void read_exactly(void* out, uint64_t size, const std::string& what) override {
+    if (size > bytes_.size() - position_) fail_truncated(what);
+    if (size > 0) std::memcpy(out, bytes_.data() + position_, size);
+    position_ += size;
+  }
+
+ private:
+  std::string_view bytes_;
+  uint64_t position_ = 0;
+};
+
 struct TensorEntry {
   std::string name;
   Shape shape;
   uint64_t begin = 0;
   uint64_t end = 0;
 };
-
-void read_exactly(std::FILE* file, void* out, uint64_t size, const std::string& path,
-                  const std::string& what) {
-  if (size > 0 && std::fread(out, 1, size, file) != size)
-    fail(path, "file ended while reading " + what + " (truncated or changed while reading?)");
-}
 
 // Rejects, while parsing, what no safetensors header contains and what would make the parser
 // itself allocate without bound: duplicate keys (the JSON library would keep only the last),
@@ -372,6 +414,51 @@ uint64_t decode_le64(const unsigned char bytes[8]) {
   return value;
 }
 
+SafeTensors read_safetensors_from(ByteSource& in) {
+  const std::string& path = in.source();
+  const uint64_t file_size = in.size();
+  if (file_size < 8)
+    fail(path, "file is " + std::to_string(file_size) +
+                   " bytes, shorter than the 8-byte header length field");
+  unsigned char length_bytes[8];
+  in.read_exactly(length_bytes, 8, "the header length");
+  uint64_t header_size = decode_le64(length_bytes);
+  if (header_size > kSafetensorsMaxHeaderBytes)
+    fail(path, "header length " + std::to_string(header_size) + " exceeds the limit of " +
+                   std::to_string(kSafetensorsMaxHeaderBytes) + " bytes");
+  if (header_size > file_size - 8)
+    fail(path, "header length " + std::to_string(header_size) + " exceeds the " +
+                   std::to_string(file_size - 8) + " bytes after the length field (truncated?)");
+  uint64_t data_size = file_size - 8 - header_size;
+
+  std::string header_text(header_size, '\0');
+  in.read_exactly(header_text.data(), header_size, "the JSON header");
+  Json header = parse_header(header_text, path);
+  if (!header.is_object())
+    fail(path,
+         "JSON header is of type " + std::string(header.type_name()) + ", expected an object");
+
+  SafeTensors result;
+  result.source = path;
+  std::vector<TensorEntry> entries;
+  for (const auto& [key, value] : header.items()) {
+    if (key == kMetadataKey)
+      result.metadata = parse_metadata(value, path);
+    else
+      entries.push_back(parse_entry(key, value, data_size, path));
+  }
+  check_data_layout(entries, data_size, path);
+
+  // Only now, with every size proven to fit inside the file, is memory allocated.
+  for (const TensorEntry& entry : entries) {
+    Tensor tensor = Tensor::empty(entry.shape);
+    in.read_exactly(tensor.data(), entry.end - entry.begin,
+                    "the data of tensor '" + entry.name + "'");
+    result.tensors.emplace_back(entry.name, std::move(tensor));
+  }
+  return result;
+}
+
 }  // namespace
 
 const Tensor& SafeTensors::get(const std::string& name) const {
@@ -405,48 +492,13 @@ SafeTensors read_safetensors(const std::string& path) {
   if (::fstat(::fileno(file.get()), &info) != 0) fail(path, "cannot stat: " + errno_text());
   // A directory, pipe or device has no trustworthy size (and /dev/zero never ends).
   if (!S_ISREG(info.st_mode)) fail(path, "not a regular file");
-  uint64_t file_size = static_cast<uint64_t>(info.st_size);
+  FileSource source(file.get(), path, static_cast<uint64_t>(info.st_size));
+  return read_safetensors_from(source);
+}
 
-  if (file_size < 8)
-    fail(path, "file is " + std::to_string(file_size) +
-                   " bytes, shorter than the 8-byte header length field");
-  unsigned char length_bytes[8];
-  read_exactly(file.get(), length_bytes, 8, path, "the header length");
-  uint64_t header_size = decode_le64(length_bytes);
-  if (header_size > kSafetensorsMaxHeaderBytes)
-    fail(path, "header length " + std::to_string(header_size) + " exceeds the limit of " +
-                   std::to_string(kSafetensorsMaxHeaderBytes) + " bytes");
-  if (header_size > file_size - 8)
-    fail(path, "header length " + std::to_string(header_size) + " exceeds the " +
-                   std::to_string(file_size - 8) + " bytes after the length field (truncated?)");
-  uint64_t data_size = file_size - 8 - header_size;
-
-  std::string header_text(header_size, '\0');
-  read_exactly(file.get(), header_text.data(), header_size, path, "the JSON header");
-  Json header = parse_header(header_text, path);
-  if (!header.is_object())
-    fail(path,
-         "JSON header is of type " + std::string(header.type_name()) + ", expected an object");
-
-  SafeTensors result;
-  result.source = path;
-  std::vector<TensorEntry> entries;
-  for (const auto& [key, value] : header.items()) {
-    if (key == kMetadataKey)
-      result.metadata = parse_metadata(value, path);
-    else
-      entries.push_back(parse_entry(key, value, data_size, path));
-  }
-  check_data_layout(entries, data_size, path);
-
-  // Only now, with every size proven to fit inside the file, is memory allocated.
-  for (const TensorEntry& entry : entries) {
-    Tensor tensor = Tensor::empty(entry.shape);
-    read_exactly(file.get(), tensor.data(), entry.end - entry.begin, path,
-                 "the data of tensor '" + entry.name + "'");
-    result.tensors.emplace_back(entry.name, std::move(tensor));
-  }
-  return result;
+SafeTensors read_safetensors_from_memory(std::string_view bytes, const std::string& source) {
+  MemorySource memory(bytes, source);
+  return read_safetensors_from(memory);
 }
 
 }  // namespace dpm

@@ -10,6 +10,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,5 +45,9 @@ void write_safetensors(const std::string& path,
                        const std::map<std::string, std::string>& metadata = {});
 
 SafeTensors read_safetensors(const std::string& path);
+// The same reader on bytes already in memory (e.g. a fuzzer's input); `source` names them in
+// error messages and in SafeTensors::source.
+SafeTensors read_safetensors_from_memory(std::string_view bytes,
+                                         const std::string& source = "<memory>");
 
 }  // namespace dpm

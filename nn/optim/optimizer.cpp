@@ -70,7 +70,8 @@ void Optimizer::load_state_tensors(const NamedTensors& tensors) {
   std::vector<const Tensor*> sources(buffers_.size(), nullptr);
   for (const auto& [name, tensor] : tensors) {
     auto it = std::find_if(buffers_.begin(), buffers_.end(),
-                           [&](const auto& buffer) { return buffer.first == name; });
+                           // Named capture: clang < 16 cannot capture a structured binding.
+                           [&wanted = name](const auto& buffer) { return buffer.first == wanted; });
     if (it == buffers_.end()) {
       std::string expected;
       for (const auto& buffer : buffers_) expected += (expected.empty() ? "" : ", ") + buffer.first;

@@ -1,0 +1,388 @@
+// The dpmlab binary as a user runs it: every subcommand's help, usage errors (exit code 2 naming
+// the flag), a small pipeline gmm make -> gmm cme -> train -> resume -> sample whose files are
+// read back, Ctrl-C during training, and every ```sh example of docs/cli.md.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "autograd/io/safetensors.hpp"
+#include "datasets/gmm.hpp"
+#include "datasets/image_folder.hpp"
+#include "tests/temp_dir.hpp"
+#include "trainers/dpm_training.hpp"
+
+namespace fs = std::filesystem;
+using dpm::read_safetensors;
+using dpm::SafeTensors;
+using dpm::Tensor;
+using dpm::testing::TempDir;
+
+namespace {
+
+struct Run {
+  int code = -1;       // the exit code; -1 when killed by a signal
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command line in `dir` with dpmlab on the PATH.
+Run run_in(const fs::path& dir, const std::string& command) {
+  const std::string bin_dir = fs::path(DPMLAB_BINARY).parent_path().string();
+  const std::string line = "export PATH='" + bin_dir + "':\"$PATH\"; cd '" + dir.string() +
+                           "' && { " + command + " ; } 2>&1";
+  Run run;
+  FILE* pipe = popen(line.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+    run.output.append(buffer, n);
+  const int status = pclose(pipe);
+  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+Run dpmlab(const fs::path& dir, const std::string& arguments) {
+  return run_in(dir, "dpmlab " + arguments);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// The subcommand names a help text lists (CLI11: two spaces, the name, then the description).
+std::vector<std::string> listed_subcommands(const std::string& help) {
+  std::vector<std::string> names;
+  std::istringstream lines(help.substr(std::min(help.size(), help.find("Subcommands:"))));
+  const std::regex entry("^  ([a-z][a-z0-9-]*)( .*)?$");
+  for (std::string line; std::getline(lines, line);)
+    if (std::smatch m; std::regex_match(line, m, entry)) names.push_back(m[1]);
+  return names;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  REQUIRE(out.good());
+}
+
+bool all_finite(const Tensor& t) {
+  for (float v : t.to_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// A data set directory like the docs' (N = 8, K = 4).
+void make_gmm_data(const fs::path& dir) {
+  Run make = dpmlab(dir,
+                    "gmm make --dim 8 --components 4 --train 2000 --val 500 --test 500 "
+                    "--out gmm");
+  INFO(make.output);
+  REQUIRE(make.code == 0);
+}
+
+// A small MLP keeps the training runs of the tests short.
+const char* kSmallMlpConfig = R"({"model": {"arch": "mlp", "width": 64, "depth": 2}})";
+
+}  // namespace
+
+TEST_CASE("every subcommand has --help with an example", "[cli]") {
+  TempDir tmp("dpm_cli_help");
+  std::vector<std::string> commands = {""};
+  std::set<std::string> seen;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    Run help = dpmlab(tmp.path, commands[i] + " --help");
+    INFO("dpmlab " << commands[i] << " --help\n" << help.output);
+    CHECK(help.code == 0);
+    CHECK(contains(help.output, "Example"));
+    seen.insert(commands[i]);
+    for (const std::string& name : listed_subcommands(help.output))
+      commands.push_back(commands[i].empty() ? name : commands[i] + " " + name);
+  }
+  for (const char* command : {"model summary", "model init", "model check", "demo", "gmm make",
+                              "gmm fit", "gmm cme", "train", "sample"}) {
+    INFO(command);
+    CHECK(seen.count(command) == 1);
+  }
+}
+
+TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
+  TempDir tmp("dpm_cli_usage");
+  make_gmm_data(tmp.path);
+  write_text(tmp.path / "typo.json", R"({"dim": 8, "componets": 4})");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"gmm make --no-such-flag 1", "--no-such-flag"},
+      {"gmm make --dim 0", "--dim"},
+      {"gmm make --components many", "--components"},
+      {"gmm make --config typo.json", "--config"},
+      {"gmm fit --data gmm/data.safetensors --iters 0", "--iters"},
+      {"gmm fit --no-such-flag", "--no-such-flag"},
+      {"gmm cme --gmm gmm/gmm.safetensors --data gmm/data.safetensors --snr 1:2", "--snr"},
+      {"gmm cme --data gmm/data.safetensors", "--gmm"},
+      {"train --data gmm --arch transformer", "--arch"},
+      {"train --data gmm --batch 0", "--batch"},
+      {"train --data gmm --batch 5000", "--batch"},
+      {"train --data gmm --arch unet2d", "--arch"},
+      {"train --data no-such-folder", "--data"},
+      {"train --data gmm --resume missing.safetensors", "--resume"},
+      {"train --data gmm --lr -1", "--lr"},
+      {"train --data gmm --no-such-flag", "--no-such-flag"},
+      {"sample --checkpoint missing.safetensors", "--checkpoint"},
+      {"sample --checkpoint gmm/gmm.safetensors --steps euler", "--steps"},
+      {"sample --checkpoint gmm/gmm.safetensors --count 0", "--count"},
+  };
+  for (const auto& [arguments, flag] : cases) {
+    Run run = dpmlab(tmp.path, arguments);
+    INFO("dpmlab " << arguments << "\n" << run.output);
+    CHECK(run.code == 2);
+    CHECK(contains(run.output, flag));
+  }
+  // A failure while running (here: a data file given as the GMM) is exit code 1.
+  Run wrong_file =
+      dpmlab(tmp.path, "gmm cme --gmm gmm/data.safetensors --data gmm/data.safetensors --quiet");
+  INFO(wrong_file.output);
+  CHECK(wrong_file.code == 1);
+  CHECK(contains(wrong_file.output, "dpmlab: error: "));
+}
+
+TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]") {
+  TempDir tmp("dpm_cli_pipeline");
+  const fs::path& dir = tmp.path;
+  make_gmm_data(dir);
+
+  // The data set: normalised on train, the GMM mapped the same way, described in the metadata.
+  SafeTensors data = read_safetensors((dir / "gmm/data.safetensors").string());
+  CHECK(data.get("train").shape() == dpm::Shape{2000, 8});
+  CHECK(data.get("val").shape() == dpm::Shape{500, 8});
+  CHECK(data.get("test").shape() == dpm::Shape{500, 8});
+  const nlohmann::json info = nlohmann::json::parse(data.metadata.at("dpmlab.dataset"));
+  CHECK(info["sample_shape"] == nlohmann::json::array({8}));
+  CHECK(info["normalization"]["scale"].get<double>() > 0);
+  CHECK(info["config"]["components"] == 4);
+  const std::vector<float> train = data.get("train").to_vector();
+  double power = 0, mean_0 = 0;
+  for (size_t i = 0; i < train.size(); ++i) {
+    power += static_cast<double>(train[i]) * train[i];
+    if (i % 8 == 0) mean_0 += train[i];
+  }
+  CHECK(power / static_cast<double>(train.size()) == Approx(1.0).epsilon(1e-4));
+  CHECK(std::abs(mean_0 / 2000) < 1e-4);
+  const dpm::datasets::Gmm gmm = dpm::datasets::load_gmm((dir / "gmm/gmm.safetensors").string());
+  CHECK(gmm.dim == 8);
+  CHECK(gmm.components == 4);
+
+  SECTION("gmm make reuses files made with the same config, and remakes them otherwise") {
+    Run again = dpmlab(dir,
+                       "gmm make --dim 8 --components 4 --train 2000 --val 500 --test 500 "
+                       "--out gmm");
+    INFO(again.output);
+    CHECK(again.code == 0);
+    CHECK(contains(again.output, "Reusing"));
+    Run other = dpmlab(dir, "gmm make --config gmm/config.used.json --seed 5 --out gmm");
+    INFO(other.output);
+    CHECK(other.code == 0);
+    CHECK_FALSE(contains(other.output, "Reusing"));
+    CHECK(read_json(dir / "gmm/config.used.json")["seed"] == 5);
+  }
+
+  SECTION("gmm cme tabulates CME <= LMMSE <= LS and writes CSV and JSON") {
+    Run cme = dpmlab(dir,
+                     "gmm cme --gmm gmm/gmm.safetensors --data gmm/data.safetensors:test "
+                     "--snr -10:20:10 --out cme");
+    INFO(cme.output);
+    REQUIRE(cme.code == 0);
+    CHECK(contains(cme.output, "| SNR (dB) | CME | LMMSE | LS |"));
+    const nlohmann::json results = read_json(dir / "cme/nmse.json")["results"];
+    REQUIRE(results.size() == 4);
+    for (const nlohmann::json& r : results) {
+      INFO(r.dump());
+      const double cme_nmse = r["nmse"]["cme"], lmmse = r["nmse"]["lmmse"], ls = r["nmse"]["ls"];
+      CHECK(cme_nmse <= lmmse * 1.01);
+      CHECK(lmmse <= ls);
+      // LS keeps all the noise: NMSE ~ sigma^2 on unit-power data.
+      CHECK(ls == Approx(std::pow(10.0, -r["snr_db"].get<double>() / 10)).epsilon(0.1));
+    }
+    std::ifstream csv(dir / "cme/nmse.csv");
+    std::string header;
+    std::getline(csv, header);
+    CHECK(header == "snr_db,cme,lmmse,ls");
+  }
+
+  SECTION("train, resume, sample") {
+    write_text(dir / "small.json", kSmallMlpConfig);
+    Run train = dpmlab(dir,
+                       "train --data gmm --config small.json --T 20 --batch 64 --epochs 2 "
+                       "--quiet --out run");
+    INFO(train.output);
+    REQUIRE(train.code == 0);
+    CHECK(contains(train.output, "Stopped (max_epochs)"));
+    CHECK(contains(train.output, "Best validation loss"));
+    for (const char* file :
+         {"config.used.json", "best.safetensors", "resume.safetensors", "metrics.jsonl"})
+      CHECK(fs::exists(dir / "run" / file));
+    const nlohmann::json used = read_json(dir / "run/config.used.json");
+    CHECK(used["model"]["dim"] == 8);     // from the data
+    CHECK(used["model"]["width"] == 64);  // from the config file
+    CHECK(used["schedule"]["T"] == 20);   // from the flags
+    CHECK(used["training"]["max_epochs"] == 2);
+    std::vector<nlohmann::json> metrics = read_jsonl(dir / "run/metrics.jsonl");
+    REQUIRE_FALSE(metrics.empty());
+    CHECK(metrics.back()["epoch"] == 2);
+    CHECK(metrics.back()["step"] == 62);  // 2000 / 64 = 31 steps per epoch
+
+    // The best checkpoint stands alone and describes its data.
+    dpm::train::DpmCheckpoint checkpoint =
+        dpm::train::load_dpm_checkpoint((dir / "run/best.safetensors").string());
+    CHECK(checkpoint.schedule.T() == 20);
+    const nlohmann::json described = nlohmann::json::parse(checkpoint.metadata.at("dpmlab.data"));
+    CHECK(described["model_shape"] == nlohmann::json::array({8}));
+    CHECK(described["source"] == "gmm");
+
+    Run resume = dpmlab(dir,
+                        "train --data gmm --config run/config.used.json --resume "
+                        "run/resume.safetensors --epochs 3 --quiet --out run");
+    INFO(resume.output);
+    REQUIRE(resume.code == 0);
+    metrics = read_jsonl(dir / "run/metrics.jsonl");
+    CHECK(metrics.back()["epoch"] == 3);
+    CHECK(metrics.back()["step"] == 93);  // continued, not restarted
+    CHECK(contains(resume.output, "93 steps, 3 epochs"));
+
+    for (const char* steps : {"ddim", "ancestral"}) {
+      INFO(steps);
+      Run sample = dpmlab(dir, std::string("sample --checkpoint run/best.safetensors --count 10 "
+                                           "--seed 3 --quiet --out sample-") +
+                                   steps + " --steps " + steps);
+      INFO(sample.output);
+      REQUIRE(sample.code == 0);
+      SafeTensors samples = read_safetensors(
+          (dir / ("sample-" + std::string(steps)) / "samples.safetensors").string());
+      CHECK(samples.get("samples").shape() == dpm::Shape{10, 8});
+      CHECK(all_finite(samples.get("samples")));
+      CHECK_FALSE(fs::exists(dir / ("sample-" + std::string(steps)) / "samples.png"));
+    }
+    // DDIM from the same noise is deterministic.
+    REQUIRE(dpmlab(dir,
+                   "sample --checkpoint run/best.safetensors --count 10 --seed 3 --steps ddim "
+                   "--quiet --out sample-again")
+                .code == 0);
+    CHECK(read_safetensors((dir / "sample-again/samples.safetensors").string())
+              .get("samples")
+              .to_vector() == read_safetensors((dir / "sample-ddim/samples.safetensors").string())
+                                  .get("samples")
+                                  .to_vector());
+  }
+
+  SECTION("the spectral tracker writes every layer's sigma into the metrics") {
+    write_text(dir / "small.json", kSmallMlpConfig);
+    Run train = dpmlab(dir,
+                       "train --data gmm --config small.json --max-samples 1600 --T 20 "
+                       "--batch 64 --epochs 2 --track-spectral 10 --quiet --out spectral");
+    INFO(train.output);
+    REQUIRE(train.code == 0);
+    int scanned = 0;
+    for (const nlohmann::json& line : read_jsonl(dir / "spectral/metrics.jsonl")) {
+      if (!line.contains("loss")) continue;  // epoch lines
+      INFO(line.dump());
+      REQUIRE(line.contains("sigma"));
+      CHECK(line["sigma"]["in_proj"].get<double>() > 0);
+      CHECK(line["lipschitz_bound"].get<double>() > 0);
+      ++scanned;
+    }
+    CHECK(scanned == 1);  // 50 steps, a metrics line every 50
+  }
+
+  SECTION("Ctrl-C saves the state, exits 0 and says how to resume") {
+    write_text(dir / "small.json", kSmallMlpConfig);
+    Run interrupted = run_in(dir,
+                             "timeout --preserve-status -s INT 2 dpmlab train --data gmm --config "
+                             "small.json --T 20 --batch 64 --epochs 100000 --quiet --out stopped");
+    INFO(interrupted.output);
+    CHECK(interrupted.code == 0);
+    CHECK(contains(interrupted.output, "Stopped (interrupted)"));
+    CHECK(contains(interrupted.output,
+                   "--config stopped/config.used.json --resume stopped/resume.safetensors"));
+    CHECK(fs::exists(dir / "stopped/resume.safetensors"));
+  }
+}
+
+TEST_CASE("train and sample on an image folder: samples.png", "[cli]") {
+  TempDir tmp("dpm_cli_images");
+  const fs::path folder = tmp.path / "images";
+  fs::create_directories(folder);
+  for (int i = 0; i < 8; ++i) {
+    Tensor image = Tensor::empty({1, 1, 8, 8});
+    for (int64_t p = 0; p < 64; ++p) image.data()[p] = static_cast<float>((p * (i + 1)) % 17) / 16;
+    dpm::datasets::write_png_grid((folder / ("img" + std::to_string(i) + ".png")).string(), image,
+                                  1, 0);
+  }
+  Run train = dpmlab(tmp.path,
+                     "train --data images --color gray --arch unet2d --T 5 --batch 4 "
+                     "--epochs 1 --quiet --out run");
+  INFO(train.output);
+  REQUIRE(train.code == 0);
+  CHECK(contains(train.output, "7 training and 1 validation samples of shape [1, 8, 8]"));
+  Run sample = dpmlab(tmp.path,
+                      "sample --checkpoint run/best.safetensors --count 4 --quiet "
+                      "--out sample");
+  INFO(sample.output);
+  REQUIRE(sample.code == 0);
+  const Tensor grid = dpm::datasets::load_image((tmp.path / "sample/samples.png").string(),
+                                                dpm::datasets::ColorMode::Gray);
+  // 2 x 2 tiles of 8 x 8 with 2 pixels of padding around and between them.
+  CHECK(grid.shape() == dpm::Shape{1, 22, 22});
+  CHECK(
+      read_safetensors((tmp.path / "sample/samples.safetensors").string()).get("samples").shape() ==
+      dpm::Shape{4, 1, 8, 8});
+}
+
+TEST_CASE("every sh example in docs/cli.md runs", "[cli][docs]") {
+  std::ifstream doc(fs::path(DPMLAB_SOURCE_DIR) / "docs/cli.md");
+  REQUIRE(doc.good());
+  std::vector<std::string> blocks;
+  std::string line, block;
+  bool in_block = false;
+  while (std::getline(doc, line)) {
+    if (!in_block && line == "```sh") {
+      in_block = true;
+      block.clear();
+    } else if (in_block && line == "```") {
+      in_block = false;
+      blocks.push_back(block);
+    } else if (in_block) {
+      block += line + "\n";
+    }
+  }
+  CHECK_FALSE(in_block);
+  REQUIRE(blocks.size() >= 8);
+  // In order, in one directory: later examples use what earlier ones made.
+  TempDir tmp("dpm_cli_docs");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const fs::path script = tmp.path / ("example" + std::to_string(i) + ".sh");
+    write_text(script, blocks[i]);
+    Run run = run_in(tmp.path, "sh -e " + script.string());
+    INFO("example " << i << ":\n" << blocks[i] << "output:\n" << run.output);
+    CHECK(run.code == 0);
+  }
+}
