@@ -2,16 +2,8 @@
 // docs/lipschitz.md): certified upper bounds, empirical lower bounds, exact values on GMM data
 // and the hyperparameter-only bounds, per step t and for the denoiser per SNR. Prints the tables
 // and writes DIR/audit.md, DIR/audit.json and gnuplot plots (each .gp script beside its PNG).
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -23,6 +15,8 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
+#include "apps/plot.hpp"
+#include "apps/value_lists.hpp"
 #include "autograd/rng.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/lipschitz_audit.hpp"
@@ -54,100 +48,7 @@ std::vector<int64_t> parse_t_grid(const std::string& text, int64_t T) {
     grid.push_back(T);
     return grid;
   }
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    int64_t t = 0;
-    try {
-      t = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || item.empty() || t < 1 || t > T)
-      throw CLI::ValidationError("--t-grid", "'" + item + "' is not a step in 1.." +
-                                                 std::to_string(T) +
-                                                 " (give auto or a list like 1,10,100)");
-    grid.push_back(t);
-  }
-  if (grid.empty()) throw CLI::ValidationError("--t-grid", "is empty");
-  return grid;
-}
-
-double parse_number(const std::string& text, const std::string& flag) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || !std::isfinite(value))
-    throw CLI::ValidationError(flag, "'" + text + "' is not a number");
-  return value;
-}
-
-// "START:STOP:STEP" (dB, both ends included) or a comma-separated list.
-std::vector<double> parse_snr(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  std::string item;
-  const char separator = text.find(':') != std::string::npos ? ':' : ',';
-  while (std::getline(in, item, separator)) parts.push_back(item);
-  std::vector<double> values;
-  for (const std::string& part : parts) values.push_back(parse_number(part, "--snr"));
-  if (separator == ',') return values;
-  if (values.size() != 3 || !(values[2] > 0) || values[1] < values[0])
-    throw CLI::ValidationError("--snr",
-                               "expected START:STOP:STEP with STEP > 0 and START <= "
-                               "STOP (dB), or a list like -10,0,10; got '" +
-                                   text + "'");
-  std::vector<double> grid;
-  for (int64_t k = 0; values[0] + k * values[2] <= values[1] + 1e-9 * values[2]; ++k)
-    grid.push_back(values[0] + k * values[2]);
-  return grid;
-}
-
-// What `dpmlab train` recorded about the data (kTrainingDataMetadataKey), if anything.
-struct TrainingData {
-  std::string source;  // the data set directory or name
-  std::optional<Shape> model_shape, sample_shape;
-};
-
-TrainingData training_data(const train::DpmCheckpoint& checkpoint, const std::string& path) {
-  TrainingData data;
-  auto it = checkpoint.metadata.find(kTrainingDataMetadataKey);
-  if (it == checkpoint.metadata.end()) return data;
-  try {
-    const nlohmann::json json = nlohmann::json::parse(it->second);
-    data.source = json.value("source", "");
-    if (json.contains("model_shape"))
-      data.model_shape = shape_from_json(json.at("model_shape"), path);
-    if (json.contains("sample_shape"))
-      data.sample_shape = shape_from_json(json.at("sample_shape"), path);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": metadata '" + kTrainingDataMetadataKey +
-                             "' is not valid: " + e.what());
-  }
-  return data;
-}
-
-// The per-sample shape the network takes, for samples of `shape` (the data's own, or [N]).
-Shape model_input_shape(const nlohmann::json& config, const Shape& shape) {
-  const std::string arch = config.value("arch", "");
-  const int64_t numel = shape.numel();
-  if (arch == "mlp") return Shape{numel};
-  const int64_t channels = config.value("data_channels", int64_t{1});
-  if (numel % channels != 0)
-    throw std::invalid_argument("samples of shape " + shape.str() + " do not split into " +
-                                std::to_string(channels) + " channels");
-  if (arch == "unet1d") return Shape{channels, numel / channels};
-  if (shape.ndim() == 3) return shape;
-  const auto side = static_cast<int64_t>(std::llround(std::sqrt(numel / channels)));
-  if (side * side != numel / channels)
-    throw std::invalid_argument("a " + arch + " needs [C, H, W] samples; cannot tell H and W of " +
-                                shape.str() + " (give --data with image-shaped samples)");
-  return Shape{channels, side, side};
+  return parse_integer_list(text, "--t-grid", 1, T);
 }
 
 Tensor with_rows(const Tensor& x, const Shape& sample_shape) {
@@ -156,90 +57,38 @@ Tensor with_rows(const Tensor& x, const Shape& sample_shape) {
   return x.contiguous().reshape(Shape(dims));
 }
 
-// An executable `name` on PATH, or empty.
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    const fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return "";
-}
-
-// Runs `gnuplot script` inside dir, its messages appended to dir/gnuplot.log; returns its exit
-// status. Everything exec needs is prepared before fork (only async-signal-safe calls after it).
-int run_gnuplot(const std::string& gnuplot, const fs::path& dir, const std::string& script) {
-  const std::string dir_text = dir.string();
-  std::vector<char*> argv = {const_cast<char*>(gnuplot.c_str()), const_cast<char*>(script.c_str()),
-                             nullptr};
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (::chdir(dir_text.c_str()) != 0) ::_exit(127);
-    const int log = ::open("gnuplot.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (log >= 0) ::dup2(log, STDERR_FILENO);
-    ::execv(gnuplot.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string cell(double v) {
-  if (!std::isfinite(v)) return "NaN";  // gnuplot skips it
-  char buffer[40];
-  std::snprintf(buffer, sizeof buffer, "%.10g", v);
-  return buffer;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write '" + path.string() + "'");
-}
-
-struct Plot {
-  std::string name;  // NAME.gp makes NAME.png
-  std::string script;
-};
-
-// The data files and gnuplot scripts of the four plots; returns the scripts.
+// The data files and gnuplot scripts of the four plots.
 std::vector<Plot> write_plot_data(const diffusion::LipschitzAudit& audit,
                                   const diffusion::Schedule& schedule, const fs::path& dir) {
   // Every t: the certified bounds and the hyperparameter bounds.
   std::ostringstream curves;
   curves << "# t certified_eps certified_mean c_t inv_sqrt_alpha_t\n";
   for (int64_t t = 1; t <= schedule.T(); ++t)
-    curves << t << ' ' << cell(audit.certified.available ? audit.certified.eps[t] : NAN) << ' '
-           << cell(audit.certified.available ? audit.certified.mean[t] : NAN) << ' '
-           << cell(diffusion::stepwise_cme_lower_bound(schedule, t)) << ' '
-           << cell(diffusion::stepwise_cme_log_concave_bound(schedule, t)) << '\n';
+    curves << t << ' ' << plot_cell(audit.certified.available ? audit.certified.eps[t] : NAN) << ' '
+           << plot_cell(audit.certified.available ? audit.certified.mean[t] : NAN) << ' '
+           << plot_cell(diffusion::stepwise_cme_lower_bound(schedule, t)) << ' '
+           << plot_cell(diffusion::stepwise_cme_log_concave_bound(schedule, t)) << '\n';
   write_text(dir / "audit_curves.dat", curves.str());
   // The audited steps: empirical and exact.
   std::ostringstream steps;
   steps << "# t empirical_eps_max exact_eps_max empirical_mean_max exact_cme_max exact_cme_mean"
            " exceed_fraction\n";
   for (const diffusion::StepAudit& s : audit.steps)
-    steps << s.t << ' ' << cell(s.empirical_eps.max) << ' ' << cell(s.exact ? s.exact_eps.max : NAN)
-          << ' ' << cell(s.empirical_mean.max) << ' '
-          << cell(s.exact ? s.exact_cme_population.max : NAN) << ' '
-          << cell(s.exact ? s.exact_cme_population.mean : NAN) << ' '
-          << cell(s.exact ? s.exceed_fraction : NAN) << '\n';
+    steps << s.t << ' ' << plot_cell(s.empirical_eps.max) << ' '
+          << plot_cell(s.exact ? s.exact_eps.max : NAN) << ' ' << plot_cell(s.empirical_mean.max)
+          << ' ' << plot_cell(s.exact ? s.exact_cme_population.max : NAN) << ' '
+          << plot_cell(s.exact ? s.exact_cme_population.mean : NAN) << ' '
+          << plot_cell(s.exact ? s.exceed_fraction : NAN) << '\n';
   write_text(dir / "audit_steps.dat", steps.str());
   // The denoiser, in log10.
   std::ostringstream denoisers;
   denoisers << "# snr_db log10_certified log10_empirical_max log10_exact_max "
                "log10_log_concave_bound\n";
   for (const diffusion::DenoiserAudit& d : audit.denoisers)
-    denoisers << cell(d.snr_db) << ' ' << cell(d.log10_certified) << ' '
-              << cell(std::log10(d.empirical.max)) << ' '
-              << cell(d.exact ? std::log10(d.exact_norm.max) : NAN) << ' '
-              << cell(std::log10(d.log_concave_bound)) << '\n';
+    denoisers << plot_cell(d.snr_db) << ' ' << plot_cell(d.log10_certified) << ' '
+              << plot_cell(std::log10(d.empirical.max)) << ' '
+              << plot_cell(d.exact ? std::log10(d.exact_norm.max) : NAN) << ' '
+              << plot_cell(std::log10(d.log_concave_bound)) << '\n';
   write_text(dir / "audit_denoiser.dat", denoisers.str());
 
   // The certified bounds are astronomically above the rest: they get the right axis.
@@ -315,7 +164,6 @@ std::vector<Plot> write_plot_data(const diffusion::LipschitzAudit& audit,
                 "'s/sqrt(abar_start): upper, log-concave prior only', \\\n"
                 "     'audit_denoiser.dat' using 1:2 axes x1y2 with linespoints pt 9 title "
                 "'certified upper: s prod Lip(mu_theta) (right axis, log10)'\n"});
-  for (const Plot& plot : plots) write_text(dir / (plot.name + ".gp"), plot.script);
   return plots;
 }
 
@@ -349,7 +197,7 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   const diffusion::Schedule& schedule = checkpoint.schedule;
   diffusion::AuditSettings settings;
   settings.steps = parse_t_grid(args.t_grid, schedule.T());
-  settings.snr_db = parse_snr(args.snr);
+  settings.snr_db = parse_number_list(args.snr, "--snr");
   settings.samples = args.samples;
   settings.denoiser_samples = args.denoiser_samples;
   settings.oracle_samples = args.oracle_samples;
@@ -364,7 +212,7 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   write_used_config(args.common, used);
 
   // The data's GMM and clean samples: the flags, else the training data directory's files.
-  const TrainingData data = training_data(checkpoint, args.checkpoint);
+  const TrainingData data = training_data(checkpoint.metadata, args.checkpoint);
   const fs::path data_dir = data.source;
   std::string gmm_path = args.gmm;
   if (gmm_path.empty() && !data.source.empty() && fs::exists(data_dir / kGmmFileName))
@@ -435,23 +283,9 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   std::cout << audit.text_table();
   write_text(out / "audit.md", audit.markdown());
   write_text(out / "audit.json", audit.to_json().dump(2) + "\n");
-  const std::vector<Plot> plots = write_plot_data(audit, schedule, out);
-  const std::string gnuplot = find_on_path("gnuplot");
-  fs::remove(out / "gnuplot.log");  // this run's messages only
   std::string plotted;
-  for (const Plot& plot : plots) {
-    if (gnuplot.empty()) break;
-    const int status = run_gnuplot(gnuplot, out, plot.name + ".gp");
-    if (status != 0)
-      std::cerr << "dpmlab audit: warning: gnuplot " << plot.name << ".gp exited with " << status
-                << " (its messages are in " << (out / "gnuplot.log").string() << ")\n";
-    else
-      plotted += " " + plot.name + ".png";
-  }
-  if (gnuplot.empty())
-    std::cerr << "dpmlab audit: warning: gnuplot not found on PATH; the plot scripts (*.gp) are "
-                 "written, run `gnuplot NAME.gp` in "
-              << out.string() << "\n";
+  for (const std::string& png : render_plots(write_plot_data(audit, schedule, out), out, "audit"))
+    plotted += " " + png;
   std::cout << "\nPoints: " << source << ". " << audit.seconds << " s. Wrote " << out.string()
             << "/audit.md, audit.json" << (plotted.empty() ? "" : ",") << plotted
             << " (plot scripts *.gp beside them).\n";

@@ -15,6 +15,7 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
+#include "apps/value_lists.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 #include "datasets/idx.hpp"
@@ -264,42 +265,6 @@ struct CmeArgs {
   int64_t max_samples = 0;
 };
 
-// "START:STOP:STEP" (inclusive) or "A,B,C" or one value, in dB.
-std::vector<double> parse_snr_grid(const std::string& text) {
-  auto fail = [&](const std::string& why) {
-    return CLI::ValidationError(
-        "--snr", "'" + text + "': " + why + " (expected START:STOP:STEP or a comma list, in dB)");
-  };
-  auto number = [&](const std::string& s) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &used);
-    } catch (const std::exception&) {
-      throw fail("'" + s + "' is not a number");
-    }
-    if (used != s.size() || !std::isfinite(v)) throw fail("'" + s + "' is not a number");
-    return v;
-  };
-  std::vector<std::string> parts;
-  const char separator = text.find(':') != std::string::npos ? ':' : ',';
-  std::stringstream stream(text);
-  for (std::string part; std::getline(stream, part, separator);) parts.push_back(part);
-  std::vector<double> grid;
-  if (separator == ',') {
-    for (const std::string& p : parts) grid.push_back(number(p));
-    if (grid.empty()) throw fail("no values");
-    return grid;
-  }
-  if (parts.size() != 3) throw fail("a range has three parts");
-  const double start = number(parts[0]), stop = number(parts[1]), step = number(parts[2]);
-  if (!(step > 0) || stop < start) throw fail("needs STEP > 0 and STOP >= START");
-  const auto count = static_cast<int64_t>(std::floor((stop - start) / step + 1e-9)) + 1;
-  if (count > 1000) throw fail("more than 1000 values");
-  for (int64_t i = 0; i < count; ++i) grid.push_back(start + static_cast<double>(i) * step);
-  return grid;
-}
-
 struct CmeRow {
   double snr_db, cme, lmmse, ls;
 };
@@ -341,7 +306,7 @@ void run_cme(const CLI::App* command, CmeArgs& args) {
   const nlohmann::json used = config.finish();
   if (args.gmm.empty()) throw CLI::ValidationError("--gmm", "is required");
   if (args.data.empty()) throw CLI::ValidationError("--data", "is required");
-  const std::vector<double> grid = parse_snr_grid(args.snr);
+  const std::vector<double> grid = parse_number_list(args.snr, "--snr");
   start_run(args.common);
   write_used_config(args.common, used);
 

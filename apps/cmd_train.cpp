@@ -31,7 +31,7 @@ struct TrainArgs {
   std::string data, data_dir = datasets::kDefaultFashionMnistDir, color = "rgb";
   int64_t max_samples = 0;
   std::string arch, schedule, target, loss, resume;
-  int64_t T = 0, batch = 0, epochs = 0, track_spectral = 0;
+  int64_t T = 0, batch = 0, epochs = 0, max_steps = 0, track_spectral = 0;
   double lr = 0, max_minutes = 0, ema = 0;
 };
 
@@ -136,6 +136,7 @@ train::DpmTrainingConfig build_config(const CLI::App* command, const TrainArgs& 
   if (given("--lr")) config.optimizer.lr = args.lr;
   if (given("--batch")) config.trainer.batch_size = args.batch;
   if (given("--epochs")) config.trainer.max_epochs = args.epochs;
+  if (given("--max-steps")) config.trainer.max_steps = args.max_steps;
   if (given("--max-minutes")) config.trainer.max_seconds = 60 * args.max_minutes;
   if (given("--ema")) config.trainer.ema_decay = args.ema;
   if (given("--seed")) config.trainer.seed = config.init_seed = args.common.seed;
@@ -285,6 +286,8 @@ void register_train_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
   train->add_option("--epochs", args->epochs, "maximum epochs")
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
+  train->add_option("--max-steps", args->max_steps, "maximum optimizer steps in all")
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000'000}));
   train->add_option("--max-minutes", args->max_minutes, "wall-clock budget in minutes")
       ->check(CLI::Range(1e-6, 1e7));
   train->add_option("--ema", args->ema, "EMA decay of the weights (0: off)")

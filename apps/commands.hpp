@@ -11,10 +11,12 @@ inline constexpr int kUsageErrorExitCode = 2;
 void register_model_command(CLI::App& app);  // dpmlab model summary | init | check
 // dpmlab model check: adds its subcommand to `model` (called by register_model_command).
 void register_model_check_command(CLI::App& model);
-void register_demo_command(CLI::App& app);    // dpmlab demo
-void register_gmm_command(CLI::App& app);     // dpmlab gmm make | fit | cme
-void register_train_command(CLI::App& app);   // dpmlab train
-void register_sample_command(CLI::App& app);  // dpmlab sample
-void register_audit_command(CLI::App& app);   // dpmlab audit
+void register_demo_command(CLI::App& app);           // dpmlab demo
+void register_gmm_command(CLI::App& app);            // dpmlab gmm make | fit | cme
+void register_train_command(CLI::App& app);          // dpmlab train
+void register_sample_command(CLI::App& app);         // dpmlab sample
+void register_audit_command(CLI::App& app);          // dpmlab audit
+void register_denoise_bench_command(CLI::App& app);  // dpmlab denoise-bench
+void register_bench_command(CLI::App& app);          // dpmlab bench
 
 }  // namespace dpm::cli

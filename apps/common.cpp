@@ -18,8 +18,9 @@ void add_common_flags(CLI::App* command, CommonArgs& args, const std::string& de
   command->add_option("--seed", args.seed, "random seed")->capture_default_str();
   command->add_option("--out", args.out, "run directory for outputs")->capture_default_str();
   command->add_flag("--quiet", args.quiet, "no progress lines");
-  command->add_option("--config", args.config_file,
-                      "JSON config (e.g. a run's config.used.json); flags override it")
+  command
+      ->add_option("--config", args.config_file,
+                   "JSON config (e.g. a run's config.used.json); flags override it")
       ->check(CLI::ExistingFile);
 }
 
@@ -27,7 +28,8 @@ void start_run(const CommonArgs& args) {
   set_num_threads(args.threads);
   std::error_code ec;
   std::filesystem::create_directories(args.out, ec);
-  if (ec) throw std::runtime_error("cannot create run directory '" + args.out + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("cannot create run directory '" + args.out + "': " + ec.message());
 }
 
 nlohmann::json read_config_file(const CommonArgs& args) {

@@ -1,5 +1,6 @@
 #include "apps/data_files.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -160,6 +161,42 @@ Tensor read_tensor_spec(const std::string& spec, const std::string& default_tens
   for (const auto& entry : file.tensors) names += (names.empty() ? "" : ", ") + entry.first;
   throw std::runtime_error(path + ": no tensor '" + name + "' (it holds: " + names +
                            "); name one as FILE:TENSOR");
+}
+
+TrainingData training_data(const std::map<std::string, std::string>& metadata,
+                           const std::string& path) {
+  TrainingData data;
+  auto it = metadata.find(kTrainingDataMetadataKey);
+  if (it == metadata.end()) return data;
+  try {
+    const nlohmann::json json = nlohmann::json::parse(it->second);
+    data.source = json.value("source", "");
+    if (json.contains("model_shape"))
+      data.model_shape = shape_from_json(json.at("model_shape"), path);
+    if (json.contains("sample_shape"))
+      data.sample_shape = shape_from_json(json.at("sample_shape"), path);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": metadata '" + kTrainingDataMetadataKey +
+                             "' is not valid: " + e.what());
+  }
+  return data;
+}
+
+Shape model_input_shape(const nlohmann::json& model_config, const Shape& shape) {
+  const std::string arch = model_config.value("arch", "");
+  const int64_t numel = shape.numel();
+  if (arch == "mlp") return Shape{numel};
+  const int64_t channels = model_config.value("data_channels", int64_t{1});
+  if (numel % channels != 0)
+    throw std::invalid_argument("samples of shape " + shape.str() + " do not split into " +
+                                std::to_string(channels) + " channels");
+  if (arch == "unet1d") return Shape{channels, numel / channels};
+  if (shape.ndim() == 3) return shape;
+  const auto side = static_cast<int64_t>(std::llround(std::sqrt(numel / channels)));
+  if (side * side != numel / channels)
+    throw std::invalid_argument("a " + arch + " needs [C, H, W] samples; cannot tell H and W of " +
+                                shape.str() + " (give --data with image-shaped samples)");
+  return Shape{channels, side, side};
 }
 
 Tensor flatten_rows(const Tensor& x) {

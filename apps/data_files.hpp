@@ -7,6 +7,8 @@
 // Checkpoints written by `dpmlab train` describe their data under kTrainingDataMetadataKey, so
 // `dpmlab sample` knows the sample shape and how to map samples back to the data's units.
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,20 @@ GmmDataset read_gmm_dataset(const std::string& dir);
 // "FILE.safetensors[:tensor]": the named tensor, or the file's only tensor, or `default_tensor`.
 // Errors name the file and list the tensors it holds.
 Tensor read_tensor_spec(const std::string& spec, const std::string& default_tensor);
+
+// What `dpmlab train` recorded about a checkpoint's data (kTrainingDataMetadataKey), if anything.
+struct TrainingData {
+  std::string source;  // the data set directory or name
+  std::optional<Shape> model_shape, sample_shape;
+};
+
+// From a checkpoint's metadata; errors name `path` (the checkpoint).
+TrainingData training_data(const std::map<std::string, std::string>& metadata,
+                           const std::string& path);
+
+// The per-sample shape a network (its model config) takes, for samples of `shape` (the data's own,
+// or [N]). Throws std::invalid_argument when the samples do not fit the architecture.
+Shape model_input_shape(const nlohmann::json& model_config, const Shape& shape);
 
 // x [n, ...] as [n, D].
 Tensor flatten_rows(const Tensor& x);

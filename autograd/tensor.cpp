@@ -3,22 +3,84 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
+#include <vector>
 
 namespace dpm {
 namespace {
 
 constexpr size_t kAlignment = 64;
 
+// Freed tensor storage is kept for reuse, by exact (aligned) size: a training step allocates the
+// same sizes every step, and taking them from the cache avoids the fresh pages (page faults and
+// the kernel's zeroing) that large mallocs cost each time. At most kMaxCachedBytes are kept
+// idle; beyond that blocks go back to free(). Disabled under AddressSanitizer, so a use after
+// free is still caught.
+#if defined(__SANITIZE_ADDRESS__)  // GCC
+#define DPM_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)  // clang (the fuzz targets)
+#if __has_feature(address_sanitizer)
+#define DPM_ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifdef DPM_ADDRESS_SANITIZER
+constexpr size_t kMaxCachedBytes = 0;
+#else
+constexpr size_t kMaxCachedBytes = size_t{1} << 30;
+#endif
+
+class StorageCache {
+ public:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kAlignment, bytes);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+
+  void give_back(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + bytes <= kMaxCachedBytes) {
+        free_[bytes].push_back(p);
+        cached_bytes_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+};
+
+// Never destroyed: tensors in static objects may give their storage back during exit.
+StorageCache& storage_cache() {
+  static StorageCache* cache = new StorageCache;
+  return *cache;
+}
+
 std::shared_ptr<float> allocate(int64_t n) {
   size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, bytes);
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<float>(static_cast<float*>(p), [](float* q) { std::free(q); });
+  return std::shared_ptr<float>(static_cast<float*>(storage_cache().take(bytes)),
+                                [bytes](float* q) { storage_cache().give_back(q, bytes); });
 }
 
 }  // namespace
@@ -67,7 +129,9 @@ const Tensor& Tensor::require_contiguous(const char* caller) const {
   return *this;
 }
 
-Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
+Tensor Tensor::contiguous() const {
+  return is_contiguous() ? *this : clone();
+}
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape_);
@@ -83,7 +147,9 @@ Tensor Tensor::view(const Shape& shape) const {
   return Tensor(storage_, offset_, shape, shape.contiguous_strides());
 }
 
-Tensor Tensor::reshape(const Shape& shape) const { return contiguous().view(shape); }
+Tensor Tensor::reshape(const Shape& shape) const {
+  return contiguous().view(shape);
+}
 
 Tensor Tensor::transpose(int dim0, int dim1) const {
   std::vector<int> dims(static_cast<size_t>(ndim()));
@@ -136,7 +202,9 @@ int64_t Tensor::element_offset(std::initializer_list<int64_t> index) const {
   return off;
 }
 
-float& Tensor::at(std::initializer_list<int64_t> index) { return data()[element_offset(index)]; }
+float& Tensor::at(std::initializer_list<int64_t> index) {
+  return data()[element_offset(index)];
+}
 float Tensor::at(std::initializer_list<int64_t> index) const {
   return data()[element_offset(index)];
 }
@@ -151,7 +219,8 @@ float Tensor::item() const {
 std::vector<float> Tensor::to_vector() const {
   std::vector<float> v(static_cast<size_t>(numel()));
   const float* p = data();
-  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { v[static_cast<size_t>(i)] = p[off]; });
+  for_each_offset(shape_, strides_,
+                  [&](int64_t i, int64_t off) { v[static_cast<size_t>(i)] = p[off]; });
   return v;
 }
 
@@ -171,7 +240,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
   }
   std::vector<float> values = src.to_vector();  // safe when src and *this overlap
   float* p = data();
-  for_each_offset(shape_, strides_, [&](int64_t i, int64_t off) { p[off] = values[static_cast<size_t>(i)]; });
+  for_each_offset(shape_, strides_,
+                  [&](int64_t i, int64_t off) { p[off] = values[static_cast<size_t>(i)]; });
   return *this;
 }
 
@@ -201,6 +271,8 @@ std::string Tensor::str(int max_per_dim) const {
   return os.str();
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  return os << t.str();
+}
 
 }  // namespace dpm

@@ -59,7 +59,9 @@ class InputFile {
 bool same_bytes(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) return false;
   Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.data(), cb.data(), static_cast<size_t>(ca.numel()) * sizeof(float)) == 0;
+  // An empty tensor may have no storage: memcmp on a null pointer is undefined even for size 0.
+  return ca.numel() == 0 ||
+         std::memcmp(ca.data(), cb.data(), static_cast<size_t>(ca.numel()) * sizeof(float)) == 0;
 }
 
 // The bytes of every parameter and buffer: compared as bytes, since a loaded file may hold NaNs.

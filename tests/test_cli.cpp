@@ -19,6 +19,7 @@
 #include "autograd/io/safetensors.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/image_folder.hpp"
+#include "diffusion/schedule.hpp"
 #include "tests/temp_dir.hpp"
 #include "trainers/dpm_training.hpp"
 
@@ -76,6 +77,13 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
   return lines;
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
@@ -121,7 +129,7 @@ TEST_CASE("every subcommand has --help with an example", "[cli]") {
       commands.push_back(commands[i].empty() ? name : commands[i] + " " + name);
   }
   for (const char* command : {"model summary", "model init", "model check", "demo", "gmm make",
-                              "gmm fit", "gmm cme", "train", "sample"}) {
+                              "gmm fit", "gmm cme", "train", "sample", "denoise-bench"}) {
     INFO(command);
     CHECK(seen.count(command) == 1);
   }
@@ -151,6 +159,17 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"sample --checkpoint missing.safetensors", "--checkpoint"},
       {"sample --checkpoint gmm/gmm.safetensors --steps euler", "--steps"},
       {"sample --checkpoint gmm/gmm.safetensors --count 0", "--count"},
+      {"denoise-bench --snr 0", "--gmm"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --snr abc", "--snr"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --snr 10:0:5", "--snr"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --step-snr 0,x", "--step-snr"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --T 10,x", "--T"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --mc-M 0,2", "--mc-M"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --mismatch 6:-6:2", "--mismatch"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --experiments nmse,speed", "--experiments"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --samples 1", "--samples"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --schedule linear", "--schedule"},
+      {"denoise-bench --gmm gmm/missing.safetensors", "--gmm"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);
@@ -324,6 +343,193 @@ TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]")
     CHECK(contains(interrupted.output,
                    "--config stopped/config.used.json --resume stopped/resume.safetensors"));
     CHECK(fs::exists(dir / "stopped/resume.safetensors"));
+  }
+}
+
+namespace {
+
+// Entries of a denoise_bench.json section that match every given field.
+std::vector<nlohmann::json> select(const nlohmann::json& section, const nlohmann::json& fields) {
+  std::vector<nlohmann::json> out;
+  for (const nlohmann::json& entry : section) {
+    bool match = true;
+    for (const auto& [key, value] : fields.items()) match = match && entry.at(key) == value;
+    if (match) out.push_back(entry);
+  }
+  return out;
+}
+
+size_t csv_rows(const fs::path& path, const std::string& header) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  CHECK(line == header);
+  size_t rows = 0;
+  while (std::getline(in, line)) rows += line.empty() ? 0 : 1;
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("denoise-bench writes every file and is exact where theory says so",
+          "[cli][denoise-bench]") {
+  TempDir tmp("dpm_cli_denoise");
+  const fs::path& dir = tmp.path;
+  make_gmm_data(dir);
+  // SNRs exactly on the T = 20 grid (t = 3, 8, 15): there x = sqrt(abar) y is distributed as
+  // x_t, so Tweedie with eps* is the CME itself (diffusion/denoiser.hpp).
+  const dpm::diffusion::Schedule schedule = dpm::diffusion::Schedule::paper_linear(20);
+  std::vector<double> snr;
+  std::string snr_flag;
+  for (int64_t t : {15, 8, 3}) {
+    snr.push_back(10 * std::log10(schedule.snr(t)));
+    char text[40];
+    std::snprintf(text, sizeof text, "%.17g", snr.back());
+    snr_flag += (snr_flag.empty() ? "" : ",") + std::string(text);
+  }
+  // The same SNR lists everywhere: each experiment's i-th SNR sees the same noise, so the
+  // experiments must agree with the NMSE table where they compute the same estimator.
+  const std::string common = "--snr " + snr_flag + " --step-snr " + snr_flag + " --mc-snr " +
+                             snr_flag + " --mismatch-snr " + snr_flag +
+                             " --T 5,20 --detail-T 20 --mc-samples 4 --mc-M 1,2,4 --mismatch "
+                             "-2:2:2 --samples 64 --seed 3";
+
+  auto check_run = [&](const fs::path& out, const std::vector<std::string>& predictors) {
+    for (const char* file :
+         {"config.used.json", "denoise_bench.json", "denoise_bench.md", "nmse.csv", "steps.csv",
+          "resampling.csv", "mc.csv", "mismatch.csv", "nmse_vs_snr.gp", "steps.gp", "mc_vs_M.gp",
+          "mismatch.gp", "resampling.gp"})
+      CHECK(fs::exists(out / file));
+    const nlohmann::json json = read_json(out / "denoise_bench.json");
+    CHECK(json["config"] == read_json(out / "config.used.json"));
+    const size_t n_pred = predictors.size();
+    // References 3, oracle T = 5: 2 estimators, T = 20 (and the network): 5, per SNR.
+    CHECK(csv_rows(out / "nmse.csv",
+                   "predictor,T,estimator,snr_db,nmse,nmse_se,gap_to_cme,gap_se,matched_step,nfe,"
+                   "seconds") == 3 * (3 + 2 + 5 * n_pred));
+    CHECK(csv_rows(out / "mc.csv",
+                   "predictor,T,snr_db,M,nmse,nmse_se,gap_to_cme,gap_se,nfe,seconds") ==
+          3 * 3 * n_pred);
+    CHECK(csv_rows(out / "mismatch.csv",
+                   "predictor,estimator,T,snr_db,offset_db,matched_step,nmse,nmse_se") ==
+          3 * 3 * (1 + 2 * n_pred));
+    CHECK(csv_rows(out / "resampling.csv", "predictor,T,snr_db,nmse_off,nmse_on,nmse_cme") ==
+          3 * n_pred);
+    // Per SNR: the start state at t = t_hat and one row per step down to 0.
+    CHECK(
+        csv_rows(out / "steps.csv", "predictor,T,snr_db,start_step,remaining,nmse,nmse_rescaled") ==
+        n_pred * (16 + 9 + 4));
+    const std::string md = read_text(out / "denoise_bench.md");
+    for (const char* section : {"## NMSE against the SNR", "## Re-sampling off", "## Monte-Carlo",
+                                "## Mean forwarding step by step", "## SNR mismatch"})
+      CHECK(contains(md, section));
+
+    for (double s : snr) {
+      INFO("SNR " << s << " dB");
+      const auto cme = select(json["nmse"], {{"estimator", "cme"}, {"snr_db", s}});
+      REQUIRE(cme.size() == 1);
+      const double cme_nmse = cme[0]["nmse"];
+      const auto tweedie =
+          select(json["nmse"],
+                 {{"predictor", "oracle"}, {"estimator", "tweedie"}, {"T", 20}, {"snr_db", s}});
+      REQUIRE(tweedie.size() == 1);
+      CHECK(tweedie[0]["nmse"].get<double>() == Approx(cme_nmse).epsilon(1e-6));
+      CHECK(tweedie[0]["nfe"] == 1);
+      for (const std::string& predictor : predictors) {
+        INFO(predictor);
+        auto table = [&](const std::string& estimator) {
+          const auto found = select(
+              json["nmse"],
+              {{"predictor", predictor}, {"estimator", estimator}, {"T", 20}, {"snr_db", s}});
+          REQUIRE(found.size() == 1);
+          return found[0];
+        };
+        const nlohmann::json forwarding = table("mean-forwarding");
+        const int64_t t_hat = forwarding["matched_step"];
+        CHECK(forwarding["nfe"] == t_hat);
+        // The per-step run ends in the mean-forwarding estimate; the M-run averages are
+        // posterior-mean-M<M>; the mismatch at offset 0 is the plain estimator.
+        const auto last =
+            select(json["steps"], {{"predictor", predictor}, {"snr_db", s}, {"remaining", 0}});
+        REQUIRE(last.size() == 1);
+        CHECK(last[0]["nmse"].get<double>() == forwarding["nmse"].get<double>());
+        CHECK(last[0]["start_step"] == t_hat);
+        for (int M : {1, 4}) {
+          const auto mc = select(json["mc"], {{"predictor", predictor}, {"snr_db", s}, {"M", M}});
+          REQUIRE(mc.size() == 1);
+          const nlohmann::json same = table("posterior-mean-M" + std::to_string(M));
+          CHECK(mc[0]["nmse"].get<double>() == same["nmse"].get<double>());
+          CHECK(mc[0]["nfe"] == same["nfe"]);
+          CHECK(mc[0]["nfe"] == M * t_hat);
+        }
+        for (const char* estimator : {"mean-forwarding", "tweedie"}) {
+          const auto matched = select(json["mismatch"], {{"predictor", predictor},
+                                                         {"estimator", estimator},
+                                                         {"snr_db", s},
+                                                         {"offset_db", 0.0}});
+          REQUIRE(matched.size() == 1);
+          CHECK(matched[0]["nmse"].get<double>() == table(estimator)["nmse"].get<double>());
+        }
+        const auto resampled =
+            select(json["resampling"], {{"predictor", predictor}, {"snr_db", s}});
+        REQUIRE(resampled.size() == 1);
+        CHECK(resampled[0]["nmse_off"] == forwarding["nmse"]);
+        CHECK(resampled[0]["nmse_on"] == table("posterior-mean-M1")["nmse"]);
+      }
+      // The CME told the true SNR is the CME; a wrong SNR does not beat it by more than noise.
+      const auto cme_matched =
+          select(json["mismatch"], {{"estimator", "cme"}, {"snr_db", s}, {"offset_db", 0.0}});
+      REQUIRE(cme_matched.size() == 1);
+      CHECK(cme_matched[0]["nmse"].get<double>() == cme_nmse);
+    }
+  };
+
+  SECTION("oracle only") {
+    Run run = dpmlab(dir, "denoise-bench --gmm gmm/gmm.safetensors " + common + " --out oracle");
+    INFO(run.output);
+    REQUIRE(run.code == 0);
+    CHECK(contains(run.output, "## NMSE against the SNR"));  // the tables on stdout
+    check_run(dir / "oracle", {"oracle"});
+    // --config repeats the run bitwise.
+    Run again = dpmlab(dir, "denoise-bench --config oracle/config.used.json --quiet --out again");
+    INFO(again.output);
+    REQUIRE(again.code == 0);
+    CHECK_FALSE(contains(again.output, "## NMSE"));  // --quiet: no tables, no progress
+    nlohmann::json first = read_json(dir / "oracle/denoise_bench.json"),
+                   second = read_json(dir / "again/denoise_bench.json");
+    for (const char* section : {"nmse", "steps", "mc", "mismatch"})
+      for (nlohmann::json* json : {&first, &second})
+        for (nlohmann::json& entry : (*json)[section]) entry.erase("seconds");
+    for (const char* section : {"nmse", "steps", "mc", "mismatch", "resampling"})
+      CHECK(first[section] == second[section]);
+  }
+
+  SECTION("with a network; its T is the detailed T") {
+    write_text(dir / "small.json", kSmallMlpConfig);
+    Run train = dpmlab(dir,
+                       "train --data gmm --config small.json --T 20 --batch 64 --epochs 1 "
+                       "--quiet --out run");
+    INFO(train.output);
+    REQUIRE(train.code == 0);
+    Run run = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors " + common +
+                              " --quiet --out network");
+    INFO(run.output);
+    REQUIRE(run.code == 0);
+    check_run(dir / "network", {"oracle", "network"});
+    CHECK(read_json(dir / "network/denoise_bench.json")["gmm"] == "gmm/gmm.safetensors");
+
+    Run other_T = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors --detail-T 300");
+    INFO(other_T.output);
+    CHECK(other_T.code == 2);
+    CHECK(contains(other_T.output, "--checkpoint"));
+    CHECK(contains(other_T.output, "trained with T = 20"));
+    Run only = dpmlab(dir,
+                      "denoise-bench --checkpoint run/best.safetensors --experiments steps "
+                      "--step-snr 0 --quiet --out steps-only");
+    INFO(only.output);
+    REQUIRE(only.code == 0);
+    CHECK(fs::exists(dir / "steps-only/steps.csv"));
+    CHECK_FALSE(fs::exists(dir / "steps-only/nmse.csv"));
   }
 }
 

@@ -8,25 +8,10 @@
 # Exit: 0 PASS, 1 FAIL, $COMPARE_TORCH_SKIP_CODE (default 0) when /usr/bin/python3 has no torch.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# Debian's python3-torch lives in the system interpreter, not in a pyenv/venv one first on PATH.
-python=/usr/bin/python3
-if ! "$python" -c "import torch" >/dev/null 2>&1; then
-  echo "skipped: python3-torch not installed ($python cannot import torch)"
-  exit "${COMPARE_TORCH_SKIP_CODE:-0}"
-fi
-
-if [ $# -ge 1 ]; then
-  dpmlab=$1
-else
-  build_dir=${DPM_BUILD_DIR:-$root/build}
-  if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-    generator=()
-    command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-    cmake -S "$root" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
-  fi
-  cmake --build "$build_dir" --target dpmlab
-  dpmlab=$build_dir/apps/dpmlab
-fi
+# shellcheck source=tools/torch_common.sh
+source "$root/tools/torch_common.sh"
+skip_without_torch "${COMPARE_TORCH_SKIP_CODE:-0}"
+find_dpmlab "$@"
 
 status=0
 compare() {
