@@ -400,13 +400,30 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
   const std::string nmse_axis = "set ylabel 'NMSE (dB)'\n";
   std::vector<Plot> plots;
   if (!results.nmse.empty()) {
+    // One colour per estimator (and T), shared by its oracle (dotted, open points) and network
+    // (solid, filled points) curves, so the learning error reads as the gap between the two.
+    const std::map<std::string, std::string> reference_style{
+        {"cme", "lines lw 3 lc rgb 'black'"},
+        {"lmmse", "lines lw 3 dt 2 lc rgb 'gray40'"},
+        {"ls", "lines lw 3 dt 4 lc rgb 'gray65'"}};
     std::vector<Curve> curves;
     std::map<std::string, size_t> index;
+    std::map<std::string, size_t> colour;
     for (const DenoiseBenchEntry& e : results.nmse) {
       const std::string title = row_label(e.predictor, e.T, e.estimator);
       if (!index.count(title)) {
         index[title] = curves.size();
-        curves.push_back({title, e.predictor.empty() ? "lines lw 3 dt 2" : "linespoints pt 7", {}});
+        std::string style;
+        if (e.predictor.empty()) {
+          auto known = reference_style.find(e.estimator);
+          style = known != reference_style.end() ? known->second : "lines lw 3";
+        } else {
+          const std::string method = std::to_string(e.T) + " " + e.estimator;
+          if (!colour.count(method)) colour[method] = colour.size() + 1;
+          style = (e.predictor == "oracle" ? "linespoints dt 3 pt 6 lc " : "linespoints pt 7 lc ") +
+                  std::to_string(colour[method]);
+        }
+        curves.push_back({title, style, {}});
       }
       curves[index[title]].xy.push_back({e.snr_db, decibels(e.nmse)});
     }
