@@ -334,9 +334,14 @@ TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]")
 
   SECTION("Ctrl-C saves the state, exits 0 and says how to resume") {
     write_text(dir / "small.json", kSmallMlpConfig);
-    Run interrupted = run_in(dir,
-                             "timeout --preserve-status -s INT 2 dpmlab train --data gmm --config "
-                             "small.json --T 20 --batch 64 --epochs 100000 --quiet --out stopped");
+    // SIGINT only once the first metrics line shows fit() is running: a fixed delay raced the
+    // start-up on a loaded CI machine, where Ctrl-C before fit() rightly kills with 130.
+    Run interrupted = run_in(
+        dir,
+        "dpmlab train --data gmm --config small.json --T 20 --batch 64 --epochs 100000 --quiet "
+        "--out stopped & pid=$!; "
+        "for i in $(seq 1200); do [ -s stopped/metrics.jsonl ] && break; sleep 0.05; done; "
+        "kill -INT $pid; wait $pid");
     INFO(interrupted.output);
     CHECK(interrupted.code == 0);
     CHECK(contains(interrupted.output, "Stopped (interrupted)"));
