@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -50,7 +51,7 @@ struct BenchArgs {
   std::string gmm, checkpoint, experiments = "nmse,steps,resampling,mismatch", snr = "-20:30:5",
                                T = "10,50,300,1000", schedule, step_snr = "-10,0,10",
                                mc_M = "1,2,4,8,16,32,64", mc_snr = "-10,0,10", mismatch = "-6:6:2",
-                               mismatch_snr = "-10,0,10";
+                               mismatch_snr = "-10,0,10", estimators = "all";
   int64_t samples = 64, detail_T = 0, mc_samples = 8;  // detail_T 0: the checkpoint's, or 50
 };
 
@@ -87,7 +88,8 @@ std::set<std::string> parse_experiments(const std::string& text) {
 
 // The estimators of the NMSE table at the detailed T: mean forwarding (re-sampling off),
 // one-step Tweedie, one ancestral run (re-sampling on, a generator), the Monte-Carlo posterior
-// mean over M runs and DDIM; at the oracle's other T, the cheap ones only.
+// mean over M runs and DDIM; at the oracle's other T (and with --estimators cheap), the cheap
+// ones only.
 std::vector<Estimator> nmse_estimators(bool detailed, int64_t mc_samples) {
   std::vector<std::string> names = {"mean-forwarding", "tweedie"};
   if (detailed) {
@@ -395,43 +397,68 @@ nlohmann::json results_json(const Results& results, const std::vector<Resampling
   return json;
 }
 
+// One curve per (predictor, T, estimator) of the NMSE table against the SNR, y = value(entry)
+// (entries it maps to nothing are left out). An estimator's oracle (dotted, open points) and
+// network (solid, filled points) curves share a colour, so the learning error reads as the gap
+// between the two.
+std::vector<Curve> estimator_curves(
+    const std::vector<DenoiseBenchEntry>& entries,
+    const std::function<std::optional<double>(const DenoiseBenchEntry&)>& value) {
+  const std::map<std::string, std::string> reference_style{
+      {"cme", "lines lw 3 lc rgb 'black'"},
+      {"lmmse", "lines lw 3 dt 2 lc rgb 'gray40'"},
+      {"ls", "lines lw 3 dt 4 lc rgb 'gray65'"}};
+  std::vector<Curve> curves;
+  std::map<std::string, size_t> index;
+  std::map<std::string, size_t> colour;
+  for (const DenoiseBenchEntry& e : entries) {
+    const std::optional<double> y = value(e);
+    if (!y) continue;
+    const std::string title = row_label(e.predictor, e.T, e.estimator);
+    if (!index.count(title)) {
+      index[title] = curves.size();
+      std::string style;
+      if (e.predictor.empty()) {
+        auto known = reference_style.find(e.estimator);
+        style = known != reference_style.end() ? known->second : "lines lw 3";
+      } else {
+        const std::string method = std::to_string(e.T) + " " + e.estimator;
+        if (!colour.count(method)) colour[method] = colour.size() + 1;
+        style = (e.predictor == "oracle" ? "linespoints dt 3 pt 6 lc " : "linespoints pt 7 lc ") +
+                std::to_string(colour[method]);
+      }
+      curves.push_back({title, style, {}});
+    }
+    curves[index[title]].xy.push_back({e.snr_db, *y});
+  }
+  return curves;
+}
+
 std::vector<Plot> make_plots(const fs::path& out, const Results& results,
                              const std::vector<ResamplingRow>& resampling) {
   const std::string nmse_axis = "set ylabel 'NMSE (dB)'\n";
   std::vector<Plot> plots;
   if (!results.nmse.empty()) {
-    // One colour per estimator (and T), shared by its oracle (dotted, open points) and network
-    // (solid, filled points) curves, so the learning error reads as the gap between the two.
-    const std::map<std::string, std::string> reference_style{
-        {"cme", "lines lw 3 lc rgb 'black'"},
-        {"lmmse", "lines lw 3 dt 2 lc rgb 'gray40'"},
-        {"ls", "lines lw 3 dt 4 lc rgb 'gray65'"}};
-    std::vector<Curve> curves;
-    std::map<std::string, size_t> index;
-    std::map<std::string, size_t> colour;
-    for (const DenoiseBenchEntry& e : results.nmse) {
-      const std::string title = row_label(e.predictor, e.T, e.estimator);
-      if (!index.count(title)) {
-        index[title] = curves.size();
-        std::string style;
-        if (e.predictor.empty()) {
-          auto known = reference_style.find(e.estimator);
-          style = known != reference_style.end() ? known->second : "lines lw 3";
-        } else {
-          const std::string method = std::to_string(e.T) + " " + e.estimator;
-          if (!colour.count(method)) colour[method] = colour.size() + 1;
-          style = (e.predictor == "oracle" ? "linespoints dt 3 pt 6 lc " : "linespoints pt 7 lc ") +
-                  std::to_string(colour[method]);
-        }
-        curves.push_back({title, style, {}});
-      }
-      curves[index[title]].xy.push_back({e.snr_db, decibels(e.nmse)});
-    }
-    plots.push_back(curve_plot(out, "nmse_vs_snr",
-                               "set title 'Denoisers: NMSE against the SNR'\n"
-                               "set xlabel 'SNR (dB)'\n" +
-                                   nmse_axis,
-                               curves));
+    plots.push_back(curve_plot(
+        out, "nmse_vs_snr",
+        "set title 'Denoisers: NMSE against the SNR'\nset xlabel 'SNR (dB)'\n" + nmse_axis,
+        estimator_curves(results.nmse, [](const DenoiseBenchEntry& e) {
+          return std::optional<double>(decibels(e.nmse));
+        })));
+    // The DM estimators' distance to the CME, too small to see on the dB axis above: the paired
+    // gap over the CME's NMSE, in percent.
+    std::map<double, double> cme;
+    for (const DenoiseBenchEntry& e : results.nmse)
+      if (e.estimator == "cme") cme[e.snr_db] = e.nmse;
+    plots.push_back(curve_plot(
+        out, "nmse_over_cme",
+        "set title 'DM denoisers: NMSE above the CME on the same observations'\n"
+        "set xlabel 'SNR (dB)'\nset ylabel 'NMSE / NMSE(CME) - 1 (%)'\n",
+        estimator_curves(results.nmse, [&](const DenoiseBenchEntry& e) -> std::optional<double> {
+          auto reference = cme.find(e.snr_db);
+          if (e.predictor.empty() || reference == cme.end()) return std::nullopt;
+          return 100.0 * e.gap / reference->second;
+        })));
   }
   if (!resampling.empty()) {
     std::vector<Curve> curves;
@@ -542,6 +569,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   config.text("--mc-snr", args.mc_snr);
   config.text("--mismatch", args.mismatch);
   config.text("--mismatch-snr", args.mismatch_snr);
+  config.text("--estimators", args.estimators);
   config.seed(args.common.seed);
   const nlohmann::json used = config.finish();
 
@@ -634,16 +662,23 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
              resampling = plan.experiments.count("resampling") > 0,
              steps = plan.experiments.count("steps") > 0,
              mismatch = plan.experiments.count("mismatch") > 0;
+  // The resampling experiment reads the NMSE table's mean forwarding and ancestral run when the
+  // table has them, else runs those two itself.
+  const bool all_estimators = args.estimators == "all",
+             resampling_from_table = nmse && all_estimators;
   const int64_t snrs = static_cast<int64_t>(plan.snr.size());
   int64_t total = 0;
   if (nmse) {
     for (size_t i = 0; i < oracle_T.size(); ++i)
-      total += snrs * static_cast<int64_t>(
-                          nmse_estimators(oracle_T[i] == args.detail_T, args.mc_samples).size() +
-                          (i == 0 ? 3 : 0));  // the references, once
+      total += snrs *
+               static_cast<int64_t>(nmse_estimators(all_estimators && oracle_T[i] == args.detail_T,
+                                                    args.mc_samples)
+                                        .size() +
+                                    (i == 0 ? 3 : 0));  // the references, once
     if (checkpoint)
-      total += snrs * static_cast<int64_t>(nmse_estimators(true, args.mc_samples).size());
-  } else if (resampling) {
+      total += snrs * static_cast<int64_t>(nmse_estimators(all_estimators, args.mc_samples).size());
+  }
+  if (resampling && !resampling_from_table) {
     total += snrs * (3 + 2 * static_cast<int64_t>(contenders.size()));
   }
   const auto per_contender = static_cast<int64_t>(contenders.size());
@@ -679,7 +714,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   if (nmse) {
     bool references = true;
     for (int64_t T : oracle_T) {
-      const bool detailed = T == args.detail_T;
+      const bool detailed = all_estimators && T == args.detail_T;
       const diffusion::Schedule schedule = diffusion::Schedule::make(kind, T);
       diffusion::GmmOracle oracle(gmm, schedule);
       run_table(contenders[0], schedule, oracle, nmse_estimators(detailed, args.mc_samples),
@@ -688,7 +723,9 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
     }
     if (checkpoint)
       run_table(contenders[1], contenders[1].schedule, *contenders[1].predictor,
-                nmse_estimators(true, args.mc_samples), false, results.nmse);
+                nmse_estimators(all_estimators, args.mc_samples), false, results.nmse);
+  }
+  if (resampling_from_table) {
     resampling_source = results.nmse;
   } else if (resampling) {
     for (const Contender& c : contenders)
@@ -825,6 +862,13 @@ void register_denoise_bench_command(CLI::App& app) {
                    "assumed minus true SNR in dB: START:STOP:STEP or a list")
       ->capture_default_str();
   bench->add_option("--mismatch-snr", args->mismatch_snr, "true SNRs (dB) of the mismatch")
+      ->capture_default_str();
+  bench
+      ->add_option("--estimators", args->estimators,
+                   "the NMSE table's DM estimators: all (mean forwarding, Tweedie, one ancestral "
+                   "run, the posterior mean over --mc-samples runs, DDIM) or cheap (mean "
+                   "forwarding and Tweedie, a fraction of the network evaluations)")
+      ->check(CLI::IsMember({"all", "cheap"}))
       ->capture_default_str();
   add_common_flags(bench, args->common, "runs/denoise-bench");
   bench->callback([bench, args] { run_bench(bench, *args); });

@@ -402,8 +402,8 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
   auto check_run = [&](const fs::path& out, const std::vector<std::string>& predictors) {
     for (const char* file :
          {"config.used.json", "denoise_bench.json", "denoise_bench.md", "nmse.csv", "steps.csv",
-          "resampling.csv", "mc.csv", "mismatch.csv", "nmse_vs_snr.gp", "steps.gp", "mc_vs_M.gp",
-          "mismatch.gp", "resampling.gp"})
+          "resampling.csv", "mc.csv", "mismatch.csv", "nmse_vs_snr.gp", "nmse_over_cme.gp",
+          "steps.gp", "mc_vs_M.gp", "mismatch.gp", "resampling.gp"})
       CHECK(fs::exists(out / file));
     const nlohmann::json json = read_json(out / "denoise_bench.json");
     CHECK(json["config"] == read_json(out / "config.used.json"));
@@ -522,6 +522,33 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
     REQUIRE(run.code == 0);
     check_run(dir / "network", {"oracle", "network"});
     CHECK(read_json(dir / "network/denoise_bench.json")["gmm"] == "gmm/gmm.safetensors");
+
+    // --estimators cheap: mean forwarding and Tweedie only, on the same observations, so their
+    // NMSE is the full run's; the resampling experiment then runs its own two estimators.
+    Run cheap = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors " + common +
+                                " --experiments nmse,resampling --estimators cheap --quiet "
+                                "--out cheap");
+    INFO(cheap.output);
+    REQUIRE(cheap.code == 0);
+    const nlohmann::json full = read_json(dir / "network/denoise_bench.json"),
+                         reduced = read_json(dir / "cheap/denoise_bench.json");
+    std::set<std::string> estimators;
+    for (const nlohmann::json& entry : select(reduced["nmse"], {{"predictor", "network"}})) {
+      estimators.insert(entry["estimator"].get<std::string>());
+      const auto same = select(full["nmse"], {{"predictor", "network"},
+                                              {"estimator", entry["estimator"]},
+                                              {"snr_db", entry["snr_db"]}});
+      REQUIRE(same.size() == 1);
+      CHECK(entry["nmse"] == same[0]["nmse"]);
+    }
+    CHECK(estimators == std::set<std::string>{"mean-forwarding", "tweedie"});
+    CHECK(reduced["resampling"].size() == 2 * snr.size());
+    for (const nlohmann::json& row : reduced["resampling"]) {
+      const auto same =
+          select(full["resampling"], {{"predictor", row["predictor"]}, {"snr_db", row["snr_db"]}});
+      REQUIRE(same.size() == 1);
+      CHECK(row["nmse_off"] == same[0]["nmse_off"]);
+    }
 
     Run other_T = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors --detail-T 300");
     INFO(other_T.output);
