@@ -18,5 +18,6 @@ void register_sample_command(CLI::App& app);         // dpmlab sample
 void register_audit_command(CLI::App& app);          // dpmlab audit
 void register_denoise_bench_command(CLI::App& app);  // dpmlab denoise-bench
 void register_bench_command(CLI::App& app);          // dpmlab bench
+void register_bound_command(CLI::App& app);          // dpmlab bound
 
 }  // namespace dpm::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   dpm::cli::register_audit_command(app);
   dpm::cli::register_denoise_bench_command(app);
   dpm::cli::register_bench_command(app);
+  dpm::cli::register_bound_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -113,6 +113,17 @@ void make_gmm_data(const fs::path& dir) {
 // A small MLP keeps the training runs of the tests short.
 const char* kSmallMlpConfig = R"({"model": {"arch": "mlp", "width": 64, "depth": 2}})";
 
+// Trains the small MLP of kSmallMlpConfig (T = 20, batch 64) on DIR/gmm into DIR/OUT, with
+// `flags` added; the test stops unless the run exits 0.
+Run train_small_mlp(const fs::path& dir, const std::string& out, const std::string& flags) {
+  write_text(dir / "small.json", kSmallMlpConfig);
+  Run train = dpmlab(dir, "train --data gmm --config small.json --T 20 --batch 64 --quiet " +
+                              flags + " --out " + out);
+  INFO(train.output);
+  REQUIRE(train.code == 0);
+  return train;
+}
+
 }  // namespace
 
 TEST_CASE("every subcommand has --help with an example", "[cli]") {
@@ -249,12 +260,8 @@ TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]")
   }
 
   SECTION("train, resume, sample") {
-    write_text(dir / "small.json", kSmallMlpConfig);
-    Run train = dpmlab(dir,
-                       "train --data gmm --config small.json --T 20 --batch 64 --epochs 2 "
-                       "--quiet --out run");
+    Run train = train_small_mlp(dir, "run", "--epochs 2");
     INFO(train.output);
-    REQUIRE(train.code == 0);
     CHECK(contains(train.output, "Stopped (max_epochs)"));
     CHECK(contains(train.output, "Best validation loss"));
     for (const char* file :
@@ -314,12 +321,7 @@ TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]")
   }
 
   SECTION("the spectral tracker writes every layer's sigma into the metrics") {
-    write_text(dir / "small.json", kSmallMlpConfig);
-    Run train = dpmlab(dir,
-                       "train --data gmm --config small.json --max-samples 1600 --T 20 "
-                       "--batch 64 --epochs 2 --track-spectral 10 --quiet --out spectral");
-    INFO(train.output);
-    REQUIRE(train.code == 0);
+    train_small_mlp(dir, "spectral", "--max-samples 1600 --epochs 2 --track-spectral 10");
     int scanned = 0;
     for (const nlohmann::json& line : read_jsonl(dir / "spectral/metrics.jsonl")) {
       if (!line.contains("loss")) continue;  // epoch lines
@@ -510,12 +512,7 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
   }
 
   SECTION("with a network; its T is the detailed T") {
-    write_text(dir / "small.json", kSmallMlpConfig);
-    Run train = dpmlab(dir,
-                       "train --data gmm --config small.json --T 20 --batch 64 --epochs 1 "
-                       "--quiet --out run");
-    INFO(train.output);
-    REQUIRE(train.code == 0);
+    train_small_mlp(dir, "run", "--epochs 1");
     Run run = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors " + common +
                               " --quiet --out network");
     INFO(run.output);
@@ -563,6 +560,38 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
     CHECK(fs::exists(dir / "steps-only/steps.csv"));
     CHECK_FALSE(fs::exists(dir / "steps-only/nmse.csv"));
   }
+}
+
+TEST_CASE("bound: the network's and eps*'s NLL bounds beside the exact NLL", "[cli][bound]") {
+  TempDir tmp("dpm_cli_bound");
+  const fs::path& dir = tmp.path;
+  make_gmm_data(dir);
+  train_small_mlp(dir, "run", "--epochs 1");
+  Run run = dpmlab(dir, "bound --checkpoint run/best.safetensors --samples 300 --out bound");
+  INFO(run.output);
+  REQUIRE(run.code == 0);
+  CHECK(contains(run.output, "| oracle | beta_tilde |"));
+  const nlohmann::json json = read_json(dir / "bound/bound.json");
+  CHECK(json["config"] == read_json(dir / "bound/config.used.json"));
+  CHECK(json["samples"] == 300);
+  const double nll = json["exact_nll"];
+  REQUIRE(json["rows"].size() == 4);
+  for (const nlohmann::json& row : json["rows"]) {
+    INFO(row.dump());
+    const double bound = row["bound"], se = row["std_error"];
+    CHECK(bound == Approx(row["prior"].get<double>() + row["transitions"].get<double>() +
+                          row["decoder"].get<double>()));
+    CHECK(row["gap_to_nll"].get<double>() == Approx(bound - nll));
+    // An upper bound in expectation: below the NLL only by Monte-Carlo error, if at all.
+    CHECK(bound > nll - 3 * se);
+    CHECK(row["prior"] == json["rows"][0]["prior"]);  // L_T does not involve the predictor
+  }
+  CHECK(csv_rows(dir / "bound/bound_per_step.csv",
+                 "t,network_beta,oracle_beta,network_beta_tilde,oracle_beta_tilde") == 20);
+
+  Run not_gmm = dpmlab(dir, "bound --checkpoint run/best.safetensors --data run");
+  CHECK(not_gmm.code == 2);
+  CHECK(contains(not_gmm.output, "--data"));
 }
 
 TEST_CASE("train and sample on an image folder: samples.png", "[cli]") {
