@@ -61,11 +61,12 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   const train::DpmCheckpoint checkpoint = train::load_dpm_checkpoint(args.checkpoint);
   const TrainingData trained_on = training_data(checkpoint.metadata, args.checkpoint);
   if (args.data.empty()) args.data = trained_on.source;
-  if (args.data.empty() || !fs::exists(fs::path(args.data) / kGmmFileName))
-    throw CLI::ValidationError("--data",
-                               "needs a data set directory with its " + std::string(kGmmFileName) +
-                                   " (`dpmlab gmm make` or `gmm fit --sample`), got '" + args.data +
-                                   "'; the checkpoint's training data do not name one");
+  if (args.data.empty())
+    throw CLI::ValidationError("--data", "is required: the checkpoint names no data set directory");
+  if (!fs::exists(fs::path(args.data) / kGmmFileName))
+    throw CLI::ValidationError("--data", "'" + args.data + "' has no " + kGmmFileName +
+                                             ": give a data set directory of `dpmlab gmm make` "
+                                             "or `gmm fit --sample`");
   start_run(args.common);
   write_used_config(args.common, used);
 

@@ -573,6 +573,9 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   config.seed(args.common.seed);
   const nlohmann::json used = config.finish();
 
+  if (args.estimators != "all" && args.estimators != "cheap")
+    throw CLI::ValidationError("--estimators",
+                               "must be all or cheap, got '" + args.estimators + "'");
   BenchPlan plan;
   plan.experiments = parse_experiments(args.experiments);
   plan.snr = parse_number_list(args.snr, "--snr");

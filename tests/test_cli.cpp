@@ -150,6 +150,9 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
   TempDir tmp("dpm_cli_usage");
   make_gmm_data(tmp.path);
   write_text(tmp.path / "typo.json", R"({"dim": 8, "componets": 4})");
+  // A config file's values are checked like the flags' (CLI11 checks only the command line).
+  write_text(tmp.path / "estimators.json",
+             R"({"gmm": "gmm/gmm.safetensors", "estimators": "fast"})");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"gmm make --no-such-flag 1", "--no-such-flag"},
       {"gmm make --dim 0", "--dim"},
@@ -181,6 +184,10 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"denoise-bench --gmm gmm/gmm.safetensors --samples 1", "--samples"},
       {"denoise-bench --gmm gmm/gmm.safetensors --schedule linear", "--schedule"},
       {"denoise-bench --gmm gmm/missing.safetensors", "--gmm"},
+      {"denoise-bench --gmm gmm/gmm.safetensors --estimators fast", "--estimators"},
+      {"denoise-bench --config estimators.json", "--estimators"},
+      {"bound --checkpoint missing.safetensors", "--checkpoint"},
+      {"bound --checkpoint gmm/gmm.safetensors --split training", "--split"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);
