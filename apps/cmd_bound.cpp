@@ -41,9 +41,7 @@ struct BoundRow {
 };
 
 std::string number(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.5g", value);
-  return text;
+  return format_number(value, "%.5g");
 }
 
 void run_bound(const CLI::App* command, BoundArgs& args) {
@@ -91,26 +89,32 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   diffusion::GmmOracle oracle(gmm, schedule);
   const std::vector<diffusion::ReverseVariance> variances = {
       diffusion::ReverseVariance::beta, diffusion::ReverseVariance::beta_tilde};
-  const int64_t batch = diffusion::BoundOptions{}.batch_size,
-                batches_per_bound = (rows.shape()[0] + batch - 1) / batch * schedule.T();
+  // Every bound on the same noise (seed), so the rows are paired; the same batching for the
+  // progress total.
+  diffusion::BoundOptions base;
+  base.seed = args.common.seed;
+  const int64_t batches_per_bound =
+      (rows.shape()[0] + base.batch_size - 1) / base.batch_size * schedule.T();
+  struct Contender {
+    const char* label;
+    diffusion::NoisePredictor& predictor;
+    Tensor data;  // shaped as the predictor takes it
+  };
+  const Contender contenders[] = {{"network", *network, with_sample_shape(rows, model_shape)},
+                                  {"oracle", oracle, rows}};
   train::ProgressLine progress("bound",
                                2 * static_cast<int64_t>(variances.size()) * batches_per_bound,
                                "evaluations", args.common.quiet ? nullptr : stderr, 1.0);
   int64_t done_before = 0;
   std::vector<BoundRow> table;
   for (diffusion::ReverseVariance variance : variances) {
-    for (const char* predictor : {"network", "oracle"}) {
-      diffusion::BoundOptions options;
+    for (const Contender& c : contenders) {
+      diffusion::BoundOptions options = base;
       options.reverse_variance = variance;
-      options.seed = args.common.seed;  // the same noise for every row: the rows are paired
       options.progress = [&](int64_t done, int64_t) { progress.update(done_before + done); };
-      const bool is_network = std::string(predictor) == "network";
-      diffusion::BoundResult result =
-          is_network ? diffusion::evaluate_bound(*network, schedule,
-                                                 with_sample_shape(rows, model_shape), options)
-                     : diffusion::evaluate_bound(oracle, schedule, rows, options);
+      table.push_back(
+          {c.label, variance, diffusion::evaluate_bound(c.predictor, schedule, c.data, options)});
       done_before += batches_per_bound;
-      table.push_back({predictor, variance, std::move(result)});
     }
   }
   progress.finish();

@@ -110,12 +110,6 @@ double decibels(double nmse) {
   return 10.0 * std::log10(nmse);
 }
 
-std::string number(double v, const char* pattern = "%.4g") {
-  char buffer[40];
-  std::snprintf(buffer, sizeof buffer, pattern, v);
-  return buffer;
-}
-
 std::string row_label(const std::string& predictor, int64_t T, const std::string& estimator) {
   if (predictor.empty()) return estimator;
   return predictor + " T=" + std::to_string(T) + " " + estimator;
@@ -205,7 +199,7 @@ std::string join_cells(std::initializer_list<std::string> cells) {
 }
 
 std::string g(double v) {
-  return number(v, "%.10g");
+  return format_number(v, "%.10g");
 }
 
 std::string markdown(const Results& results, const std::vector<ResamplingRow>& resampling,
@@ -219,8 +213,9 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         "| predictor | T | SNR (dB) | off: mean forwarding | on: ancestral run | CME |\n"
         "|---|---|---|---|---|---|\n";
     for (const ResamplingRow& r : resampling)
-      md += "| " + r.predictor + " | " + std::to_string(r.T) + " | " + number(r.snr_db, "%g") +
-            " | " + number(r.off) + " | " + number(r.on) + " | " + number(r.cme) + " |\n";
+      md += "| " + r.predictor + " | " + std::to_string(r.T) + " | " +
+            format_number(r.snr_db, "%g") + " | " + format_number(r.off) + " | " +
+            format_number(r.on) + " | " + format_number(r.cme) + " |\n";
     md += "\n";
   }
   if (!results.mc.empty()) {
@@ -229,11 +224,11 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         "| predictor | T | SNR (dB) | M | NMSE | NMSE - CME | NFE | seconds |\n"
         "|---|---|---|---|---|---|---|---|\n";
     for (const MonteCarloEntry& e : results.mc)
-      md += "| " + e.predictor + " | " + std::to_string(e.T) + " | " + number(e.snr_db, "%g") +
-            " | " + std::to_string(e.samples) + " | " + number(e.nmse) + " ± " +
-            number(e.nmse_se, "%.2g") + " | " + number(e.gap, "%+.3g") + " ± " +
-            number(e.gap_se, "%.2g") + " | " + std::to_string(e.evaluations) + " | " +
-            number(e.seconds, "%.3g") + " |\n";
+      md += "| " + e.predictor + " | " + std::to_string(e.T) + " | " +
+            format_number(e.snr_db, "%g") + " | " + std::to_string(e.samples) + " | " +
+            format_number(e.nmse) + " ± " + format_number(e.nmse_se, "%.2g") + " | " +
+            format_number(e.gap, "%+.3g") + " ± " + format_number(e.gap_se, "%.2g") + " | " +
+            std::to_string(e.evaluations) + " | " + format_number(e.seconds, "%.3g") + " |\n";
     md += "\n";
   }
   if (!results.steps.empty()) {
@@ -250,10 +245,10 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
       const StepErrorEntry& first = results.steps[i];
       const size_t count = end - i;
       md += "| " + first.predictor + " | " + std::to_string(first.T) + " | " +
-            number(first.snr_db, "%g") + " | " + std::to_string(first.start_step) + " | " +
-            number(first.nmse) + " | " + number(results.steps[i + count / 2].nmse) + " | " +
-            number(results.steps[end - (count > 1 ? 2 : 1)].nmse) + " | " +
-            number(results.steps[end - 1].nmse) + " |\n";
+            format_number(first.snr_db, "%g") + " | " + std::to_string(first.start_step) + " | " +
+            format_number(first.nmse) + " | " + format_number(results.steps[i + count / 2].nmse) +
+            " | " + format_number(results.steps[end - (count > 1 ? 2 : 1)].nmse) + " | " +
+            format_number(results.steps[end - 1].nmse) + " |\n";
       i = end;
     }
     md += "\n";
@@ -265,7 +260,7 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         offsets.push_back(e.offset_db);
     md +=
         "## SNR mismatch: NMSE when the denoiser is told SNR + offset\n\n| estimator | SNR (dB) |";
-    for (double o : offsets) md += " " + number(o, "%+g") + " dB |";
+    for (double o : offsets) md += " " + format_number(o, "%+g") + " dB |";
     md += "\n|---|---|";
     for (size_t i = 0; i < offsets.size(); ++i) md += "---|";
     md += "\n";
@@ -277,11 +272,12 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
       table[key][e.offset_db] = &e;
     }
     for (const auto& key : order) {
-      md += "| " + key.first + " | " + number(key.second, "%g") + " |";
+      md += "| " + key.first + " | " + format_number(key.second, "%g") + " |";
       for (double o : offsets) {
         auto found = table[key].find(o);
-        md +=
-            " " + (found == table[key].end() ? std::string() : number(found->second->nmse)) + " |";
+        md += " " +
+              (found == table[key].end() ? std::string() : format_number(found->second->nmse)) +
+              " |";
       }
       md += "\n";
     }
@@ -488,7 +484,7 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::vector<Curve> curves;
     for (const StepErrorEntry& e : results.steps) {
       const std::string title = e.predictor + " T=" + std::to_string(e.T) + " " +
-                                number(e.snr_db, "%g") + " dB (t_hat " +
+                                format_number(e.snr_db, "%g") + " dB (t_hat " +
                                 std::to_string(e.start_step) + ")";
       if (curves.empty() || curves.back().title != title)
         curves.push_back({title, "lines lw 2", {}});
@@ -506,12 +502,12 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::map<double, Curve> cme;
     for (const MonteCarloEntry& e : results.mc) {
       const std::string title =
-          e.predictor + " T=" + std::to_string(e.T) + " " + number(e.snr_db, "%g") + " dB";
+          e.predictor + " T=" + std::to_string(e.T) + " " + format_number(e.snr_db, "%g") + " dB";
       if (curves.empty() || curves.back().title != title)
         curves.push_back({title, "linespoints pt 7", {}});
       curves.back().xy.push_back({static_cast<double>(e.samples), decibels(e.nmse)});
       Curve& line = cme[e.snr_db];
-      line.title = "CME " + number(e.snr_db, "%g") + " dB";
+      line.title = "CME " + format_number(e.snr_db, "%g") + " dB";
       line.style = "lines lw 3 dt 2";
       if (line.xy.empty() || line.xy.back().first < e.samples)
         line.xy.push_back({static_cast<double>(e.samples), decibels(e.nmse - e.gap)});
@@ -528,7 +524,7 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::map<std::string, size_t> index;
     for (const MismatchEntry& e : results.mismatch) {
       const std::string title =
-          row_label(e.predictor, e.T, e.estimator) + " at " + number(e.snr_db, "%g") + " dB";
+          row_label(e.predictor, e.T, e.estimator) + " at " + format_number(e.snr_db, "%g") + " dB";
       if (!index.count(title)) {
         index[title] = curves.size();
         curves.push_back({title, e.predictor.empty() ? "lines lw 3 dt 2" : "linespoints pt 7", {}});
@@ -769,14 +765,14 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   const fs::path out(args.common.out);
   std::ostringstream header;
   header << "# Denoising benchmark\n\nPrior: " << gmm_path << " (N = " << gmm.dim
-         << ", K = " << gmm.components << ", average power per entry " << number(power) << "); "
-         << args.samples << " test samples drawn from it (seed " << args.common.seed
+         << ", K = " << gmm.components << ", average power per entry " << format_number(power)
+         << "); " << args.samples << " test samples drawn from it (seed " << args.common.seed
          << "); y = x + n, n ~ N(0, sigma^2 I), SNR = 1 / sigma^2; NMSE = sum ||x - x_hat||^2 / "
             "sum ||x||^2. Predictors: oracle = the exact eps* of the GMM";
   if (checkpoint)
     header << ", network = " << args.checkpoint << " (T = " << checkpoint->schedule.T() << ")";
   header << ". Schedule " << args.schedule << "; the detailed experiments at T = " << args.detail_T
-         << ". " << number(seconds, "%.3g") << " s.\n\n";
+         << ". " << format_number(seconds, "%.3g") << " s.\n\n";
   const std::string md = markdown(results, resampling_table, header.str());
   write_text(out / "denoise_bench.md", md);
   write_csvs(out, results, resampling_table);

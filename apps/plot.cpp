@@ -61,6 +61,12 @@ std::string plot_cell(double v) {
   return buffer;
 }
 
+std::string format_number(double v, const char* pattern) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, pattern, v);
+  return buffer;
+}
+
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;

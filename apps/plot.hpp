@@ -16,6 +16,9 @@ struct Plot {
 // A number for a data file gnuplot reads: %.10g, and "NaN" (which gnuplot skips) when not finite.
 std::string plot_cell(double v);
 
+// A number for a table a person reads, printf-formatted by `pattern`.
+std::string format_number(double v, const char* pattern = "%.4g");
+
 // Writes `text` to `path`; throws std::runtime_error naming the file when it cannot.
 void write_text(const std::filesystem::path& path, const std::string& text);
 
