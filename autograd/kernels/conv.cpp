@@ -79,25 +79,30 @@ void walk_patches(const ConvGeometry& g, Col* col, int64_t ld, Img* img, Take ta
   auto first_ow_reaching = [&](int64_t x) {
     return std::clamp<int64_t>(x <= 0 ? 0 : ceil_div(x, sw), 0, ow_n);
   };
-  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        Col* row = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
-        const int64_t offset = kw - g.pad_w;
-        const int64_t lo = first_ow_reaching(-offset);
-        const int64_t hi = std::max(lo, first_ow_reaching(g.in_w - offset));
-        for (int64_t oh = 0; oh < oh_n; ++oh) {
-          Col* c = row + oh * ow_n;
-          int64_t ih = oh * g.stride_h - g.pad_h + kh;
-          if (zeros && (ih < 0 || ih >= g.in_h)) {
+  // Channels innermost: the in-image column range [lo, hi) and the input row depend only on the
+  // kernel position and the output row. 1-D rows are short (8 to 64 columns), and recomputing
+  // them for every channel cost as much as the copy (im2col: 32% of the denoiser's time, then 15%).
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const int64_t offset = kw - g.pad_w;
+      const int64_t lo = first_ow_reaching(-offset);
+      const int64_t hi = std::max(lo, first_ow_reaching(g.in_w - offset));
+      for (int64_t oh = 0; oh < oh_n; ++oh) {
+        const int64_t ih = oh * g.stride_h - g.pad_h + kh;
+        const bool padded_row = zeros && (ih < 0 || ih >= g.in_h);
+        const int64_t ih_read = std::clamp<int64_t>(ih, 0, g.in_h - 1);
+        for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+          Col* c = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld + oh * ow_n;
+          if (padded_row) {
             for (int64_t ow = 0; ow < ow_n; ++ow) pad(c[ow]);
             continue;
           }
-          ih = std::clamp<int64_t>(ih, 0, g.in_h - 1);
-          Img* src = img + (ci * g.in_h + ih) * g.in_w;
+          // Left edge, inside, right edge: col2im's sums into the edge pixels keep this order.
+          Img* src = img + (ci * g.in_h + ih_read) * g.in_w;
           for (int64_t ow = 0; ow < lo; ++ow) zeros ? pad(c[ow]) : take(c[ow], src[0]);
           if (sw == 1) {
-            for (int64_t ow = lo; ow < hi; ++ow) take(c[ow], src[ow + offset]);
+            Img* shifted = src + offset;
+            for (int64_t ow = lo; ow < hi; ++ow) take(c[ow], shifted[ow]);
           } else {
             for (int64_t ow = lo; ow < hi; ++ow) take(c[ow], src[ow * sw + offset]);
           }

@@ -130,15 +130,18 @@ void batch_norm_forward_train(float* out, float* mean, float* var, float* inv_st
   });
 }
 
+// Eval: no statistics to gather, so the rows [b, c, :] go in memory order instead of channel by
+// channel (which jumps C * S floats between runs of S); per element the same expression as in
+// training, so the result does not depend on the order.
 void batch_norm_forward_eval(float* out, float* inv_std, const float* inp,
                              const float* running_mean, const float* running_var,
                              const float* gamma, const float* beta, const NormDims& d, float eps) {
-  Runs runs = channel_runs(d);
-  parallel_for(d.channels, grain_for(runs.numel()), [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t offset = c * d.spatial;
-      inv_std[c] = inverse_std(running_var[c], eps);
-      normalize(out + offset, inp + offset, runs, running_mean[c], inv_std[c],
+  for (int64_t c = 0; c < d.channels; ++c) inv_std[c] = inverse_std(running_var[c], eps);
+  const Runs one_row{1, d.spatial, d.spatial};
+  parallel_for(d.batch * d.channels, grain_for(d.spatial), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t c = row % d.channels, offset = row * d.spatial;
+      normalize(out + offset, inp + offset, one_row, running_mean[c], inv_std[c],
                 affine_from(gamma, beta, c, 0));
     }
   });
