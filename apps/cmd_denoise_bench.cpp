@@ -549,6 +549,30 @@ double power_per_entry(const datasets::Gmm& gmm) {
   return power / static_cast<double>(gmm.dim);
 }
 
+// A network trained on a step range (objective first_step..last_step) has never seen the steps
+// above it; a denoiser that starts there gets an untrained answer, so say which SNRs do.
+void warn_outside_trained_steps(const train::DpmCheckpoint& checkpoint, const BenchPlan& plan) {
+  const int64_t last = checkpoint.objective.last_step_for(checkpoint.schedule.T());
+  if (last == checkpoint.schedule.T()) return;
+  std::set<double> outside;
+  auto check = [&](const char* experiment, const std::vector<double>& snrs) {
+    if (plan.experiments.count(experiment) == 0) return;
+    for (double db : snrs)
+      if (checkpoint.schedule.nearest_step(std::pow(10.0, db / 10.0)) > last) outside.insert(db);
+  };
+  check("nmse", plan.snr);
+  check("resampling", plan.mc_snr);
+  check("steps", plan.step_snr);
+  check("mismatch", plan.mismatch_snr);
+  if (outside.empty()) return;
+  std::string list;
+  for (double db : outside) list += (list.empty() ? "" : ", ") + g(db);
+  std::cerr << "dpmlab denoise-bench: warning: the network was trained on steps "
+            << checkpoint.objective.first_step << ".." << last << " of " << checkpoint.schedule.T()
+            << ", but at SNR " << list << " dB the denoiser starts above step " << last
+            << ": the network's figures there are outside its training\n";
+}
+
 void run_bench(const CLI::App* command, BenchArgs& args) {
   FlagConfig config(command, args.common);
   config.text("--gmm", args.gmm);
@@ -636,6 +660,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
                                               model_shape.str());
     contenders.push_back(
         {"network", checkpoint->schedule, train::make_predictor(*checkpoint), model_shape});
+    warn_outside_trained_steps(*checkpoint, plan);
   }
   start_run(args.common);
   write_used_config(args.common, used);

@@ -24,12 +24,13 @@ struct ArchArgs {
   int64_t length = 64, size = 28, dim = 64, channels = 1;
   std::string norm = "batch";
   bool attention = false;
+  std::string conditioning = "add";
   uint64_t seed = 0;
 };
 
 // The options whose use depends on --arch, checked once parsing is done.
 struct ArchOptions {
-  CLI::Option *length, *size, *dim, *norm, *attention;
+  CLI::Option *length, *size, *dim, *norm, *attention, *conditioning;
 };
 
 struct BuiltModel {
@@ -59,6 +60,11 @@ ArchOptions add_arch_options(CLI::App* command, ArchArgs& args) {
                      ->capture_default_str();
   options.attention = command->add_flag("--attention", args.attention,
                                         "Self-attention at the U-Net's lowest resolution");
+  options.conditioning =
+      command
+          ->add_option("--conditioning", args.conditioning, "Time conditioning of the MLP blocks")
+          ->check(CLI::IsMember({"add", "film"}))
+          ->capture_default_str();
   command->add_option("--seed", args.seed, "Initialisation seed")->capture_default_str();
   return options;
 }
@@ -80,13 +86,15 @@ void check_arch_options(const ArchOptions& options, const std::string& arch) {
   require_arch_for(options.dim, arch, {"mlp"});
   require_arch_for(options.norm, arch, {"unet1d", "unet2d"});
   require_arch_for(options.attention, arch, {"unet1d", "unet2d"});
+  require_arch_for(options.conditioning, arch, {"mlp"});
 }
 
 BuiltModel build_model(const ArchArgs& args) {
   nlohmann::json config;
   Shape sample_shape;
   if (args.arch == "mlp") {
-    config = {{"arch", "mlp"}, {"dim", args.channels * args.dim}};
+    config = {
+        {"arch", "mlp"}, {"dim", args.channels * args.dim}, {"conditioning", args.conditioning}};
     sample_shape = {args.channels, args.dim};
   } else {
     config = {{"arch", args.arch},

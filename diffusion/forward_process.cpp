@@ -20,9 +20,16 @@ Tensor q_sample(const Schedule& schedule, const Tensor& x0, const std::vector<in
 }
 
 std::vector<int64_t> sample_steps(const Schedule& schedule, int64_t n, Rng& rng) {
+  return sample_steps(n, rng, 1, schedule.T());
+}
+
+std::vector<int64_t> sample_steps(int64_t n, Rng& rng, int64_t first, int64_t last) {
   if (n < 0) throw std::invalid_argument("sample_steps: n must be >= 0, got " + std::to_string(n));
+  if (first < 1 || last < first)
+    throw std::invalid_argument("sample_steps: need 1 <= first <= last, got " +
+                                std::to_string(first) + ".." + std::to_string(last));
   std::vector<int64_t> steps(static_cast<size_t>(n));
-  for (auto& t : steps) t = rng.integer(int64_t{1}, schedule.T());
+  for (auto& t : steps) t = rng.integer(first, last);
   return steps;
 }
 

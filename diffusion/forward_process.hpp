@@ -17,6 +17,8 @@ Tensor q_sample(const Schedule& schedule, const Tensor& x0, const std::vector<in
 
 // n steps uniform in 1..T.
 std::vector<int64_t> sample_steps(const Schedule& schedule, int64_t n, Rng& rng);
+// n steps uniform in first..last (1 <= first <= last).
+std::vector<int64_t> sample_steps(int64_t n, Rng& rng, int64_t first, int64_t last);
 
 // One draw of the forward process for a batch: steps (drawn first), noise, and x_t.
 struct ForwardSample {

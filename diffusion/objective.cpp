@@ -82,6 +82,26 @@ void ObjectiveOptions::validate() const {
   if (!(hybrid_lambda >= 0 && std::isfinite(hybrid_lambda)))
     throw std::invalid_argument("objective: 'hybrid_lambda' must be finite and >= 0, got " +
                                 std::to_string(hybrid_lambda));
+  if (first_step < 1)
+    throw std::invalid_argument("objective: 'first_step' must be >= 1, got " +
+                                std::to_string(first_step));
+  if (last_step != 0 && last_step < first_step)
+    throw std::invalid_argument("objective: 'last_step' must be 0 (T) or >= 'first_step' (" +
+                                std::to_string(first_step) + "), got " + std::to_string(last_step));
+  if ((first_step != 1 || last_step != 0) && loss != LossKind::simple)
+    throw std::invalid_argument(
+        std::string("objective: a step range ('first_step', 'last_step') needs loss \"simple\" "
+                    "(the bound's estimate draws every step), got loss \"") +
+        loss_kind_name(loss) + "\"");
+}
+
+int64_t ObjectiveOptions::last_step_for(int64_t T) const {
+  if (last_step > T || first_step > T)
+    throw std::invalid_argument(
+        "objective: the step range " + std::to_string(first_step) + ".." +
+        (last_step == 0 ? std::string("T") : std::to_string(last_step)) +
+        " ('first_step', 'last_step') goes beyond the schedule's T = " + std::to_string(T));
+  return last_step == 0 ? T : last_step;
 }
 
 nlohmann::json ObjectiveOptions::to_json() const {
@@ -90,7 +110,9 @@ nlohmann::json ObjectiveOptions::to_json() const {
           {"reverse_variance", reverse_variance_name(reverse_variance)},
           {"importance_sampling", importance_sampling},
           {"importance_uniform_mix", importance_uniform_mix},
-          {"hybrid_lambda", hybrid_lambda}};
+          {"hybrid_lambda", hybrid_lambda},
+          {"first_step", first_step},
+          {"last_step", last_step}};
 }
 
 ObjectiveOptions ObjectiveOptions::from_json(const nlohmann::json& config) {
@@ -107,6 +129,8 @@ ObjectiveOptions ObjectiveOptions::from_json(const nlohmann::json& config) {
   o.importance_uniform_mix =
       reader.number("importance_uniform_mix", o.importance_uniform_mix, 0.0, 0.999);
   o.hybrid_lambda = reader.number("hybrid_lambda", o.hybrid_lambda, 0.0);
+  o.first_step = reader.integer("first_step", o.first_step);
+  o.last_step = reader.integer("last_step", o.last_step, 0);
   reader.finish();
   o.validate();
   return o;
@@ -270,6 +294,7 @@ Objective::Objective(std::shared_ptr<nn::NoiseModel> model, Schedule schedule,
       sampler_(schedule_.T(), options.importance_uniform_mix) {
   if (!model_) throw std::invalid_argument("Objective: model is null");
   options_.validate();
+  options_.last_step_for(schedule_.T());
 }
 
 Variable Objective::loss(const Tensor& x0, Rng& rng) {
@@ -280,7 +305,7 @@ Variable Objective::loss(const Tensor& x0, Rng& rng) {
   if (adaptive) {
     steps = sampler_.sample(n, rng);
   } else {
-    steps.steps = sample_steps(schedule_, n, rng);
+    steps.steps = sample_steps(n, rng, options_.first_step, options_.last_step_for(schedule_.T()));
     steps.weights.assign(static_cast<size_t>(n), 1.0);
   }
   Tensor eps = randn(x0.shape(), rng);

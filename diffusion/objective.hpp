@@ -60,13 +60,21 @@ struct ObjectiveOptions {
   // stop-gradient of Nichol & Dhariwal applies only with a learned variance). Their code adds the
   // per-step KL in bits; ours is nats per dimension.
   double hybrid_lambda = 1e-3;
+  // simple only: the steps drawn, in training and validation, are first_step..last_step (0: T)
+  // instead of 1..T. A denoiser never evaluates its network above t_hat of the lowest SNR it
+  // serves, so a network trained for SNRs above that spends all of its budget there.
+  int64_t first_step = 1;
+  int64_t last_step = 0;
 
   // Throws std::invalid_argument naming the field (importance sampling with a loss other than
-  // vlb, lambda or mix out of range).
+  // vlb, lambda or mix out of range, a step range that is empty or used with another loss).
   void validate() const;
+  // The step range's last step under a schedule of T steps; throws naming 'last_step' when it
+  // is beyond T.
+  int64_t last_step_for(int64_t T) const;
   // {"loss", "target", "reverse_variance", "importance_sampling", "importance_uniform_mix",
-  //  "hybrid_lambda"}; from_json is strict (unknown fields and bad values name the field) and
-  // validates; missing fields take the defaults.
+  //  "hybrid_lambda", "first_step", "last_step"}; from_json is strict (unknown fields and bad
+  // values name the field) and validates; missing fields take the defaults.
   nlohmann::json to_json() const;
   static ObjectiveOptions from_json(const nlohmann::json& config);
 };
@@ -127,9 +135,9 @@ class Objective {
   Objective(std::shared_ptr<nn::NoiseModel> model, Schedule schedule, ObjectiveOptions options);
 
   // Draws the steps (importance-sampled for vlb when enabled and the model is in training
-  // mode; uniform otherwise, e.g. under Trainer::evaluate), then eps ~ N(0, I), both from rng,
-  // and returns the loss. In training mode with importance sampling on, the batch's terms are
-  // recorded in the sampler.
+  // mode; uniform over the options' step range otherwise, e.g. under Trainer::evaluate), then
+  // eps ~ N(0, I), both from rng, and returns the loss. In training mode with importance
+  // sampling on, the batch's terms are recorded in the sampler.
   Variable loss(const Tensor& x0, Rng& rng);
   // The same for given steps, weights and noise (deterministic). `terms`, when given, receives
   // each sample's step term in nats/dim (vlb and hybrid).

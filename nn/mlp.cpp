@@ -17,7 +17,8 @@ nlohmann::json ResidualMLPOptions::to_json() const {
           {"dim", dim},
           {"width", width},
           {"depth", depth},
-          {"time_embedding_size", time_embedding_size}};
+          {"time_embedding_size", time_embedding_size},
+          {"conditioning", conditioning == MlpConditioning::film ? "film" : "add"}};
 }
 
 ResidualMLPOptions ResidualMLPOptions::from_json(const nlohmann::json& config) {
@@ -28,18 +29,25 @@ ResidualMLPOptions ResidualMLPOptions::from_json(const nlohmann::json& config) {
   o.width = reader.integer("width", o.width);
   o.depth = reader.integer("depth", o.depth, 0);
   o.time_embedding_size = reader.integer("time_embedding_size", o.time_embedding_size, 4);
+  o.conditioning = reader.choice("conditioning", "add", {"add", "film"}) == "film"
+                       ? MlpConditioning::film
+                       : MlpConditioning::add;
   reader.finish();
   return o;
 }
 
-ResidualMLPBlock::ResidualMLPBlock(int64_t width, Rng& rng) : Module("ResidualMLPBlock") {
+ResidualMLPBlock::ResidualMLPBlock(int64_t width, MlpConditioning conditioning, Rng& rng)
+    : Module("ResidualMLPBlock") {
   fc1_ = register_module("fc1", std::make_shared<Linear>(width, width, rng));
   fc2_ = register_module("fc2", std::make_shared<Linear>(width, width, rng));
+  if (conditioning == MlpConditioning::film)
+    film_ = register_module("film", std::make_shared<FiLM>(width, width, rng));
 }
 
 Variable ResidualMLPBlock::forward(const Variable& h, const Variable& te) {
-  Variable inner = fc2_->forward(silu(fc1_->forward(silu(h + te))));
-  return trace_output(*this, h + inner);
+  Variable hidden =
+      film_ ? film_->forward(fc1_->forward(silu(h)), te) : fc1_->forward(silu(h + te));
+  return trace_output(*this, h + fc2_->forward(silu(hidden)));
 }
 
 ResidualMLP::ResidualMLP(const ResidualMLPOptions& options, Rng& rng)
@@ -56,7 +64,7 @@ ResidualMLP::ResidualMLP(const ResidualMLPOptions& options, Rng& rng)
   in_proj_ = register_module("in_proj", std::make_shared<Linear>(o.dim, o.width, rng));
   blocks_ = register_module("blocks", std::make_shared<ModuleList<ResidualMLPBlock>>());
   for (int64_t i = 0; i < o.depth; ++i)
-    blocks_->push_back(std::make_shared<ResidualMLPBlock>(o.width, rng));
+    blocks_->push_back(std::make_shared<ResidualMLPBlock>(o.width, o.conditioning, rng));
   out_proj_ = register_module("out_proj", std::make_shared<Linear>(o.width, o.dim, rng));
 }
 

@@ -2,10 +2,16 @@
 // ResidualMLP: the benchmark network for vector data (SPEC §3):
 //   te = time_mlp(sinusoidal(t)),  time_mlp = Linear(128 -> W), SiLU, Linear(W -> W)
 //   h = in_proj(x);  depth x  h <- h + fc2(SiLU(fc1(SiLU(h + te))));  out = out_proj(SiLU(h))
+// With conditioning = film (not SPEC's; an option) each block instead modulates its hidden layer,
+//   h <- h + fc2(SiLU(FiLM(fc1(SiLU(h)), te))),
+// so t can scale features, not only shift them: the posterior mean of a mixture prior is a
+// t-dependent mixture of linear maps, which additive conditioning can only reach through the
+// nonlinearity.
 // Input [B, *] with prod(*) = dim (e.g. [B, N] or [B, 1, N]); the output has the input's shape.
 // Parameter names: time_mlp.0.weight, in_proj.weight, blocks.3.fc2.weight, out_proj.weight.
 #include <memory>
 
+#include "nn/film.hpp"
 #include "nn/linear.hpp"
 #include "nn/module_list.hpp"
 #include "nn/noise_model.hpp"
@@ -14,24 +20,29 @@
 
 namespace dpm::nn {
 
+enum class MlpConditioning { add, film };
+
 struct ResidualMLPOptions {
   int64_t dim = 64;  // N, the data dimension
   int64_t width = 512;
   int64_t depth = 4;
   int64_t time_embedding_size = 128;
+  MlpConditioning conditioning = MlpConditioning::add;
 
-  nlohmann::json to_json() const;  // {"arch": "mlp", ...}
+  nlohmann::json to_json() const;  // {"arch": "mlp", ..., "conditioning": "add" | "film"}
   static ResidualMLPOptions from_json(const nlohmann::json& config);
 };
 
-// h + fc2(SiLU(fc1(SiLU(h + te)))), both Linear(W -> W).
+// h + fc2(SiLU(fc1(SiLU(h + te)))), both Linear(W -> W); with FiLM conditioning
+// h + fc2(SiLU(film(fc1(SiLU(h)), te))).
 class ResidualMLPBlock : public Module {
  public:
-  ResidualMLPBlock(int64_t width, Rng& rng);
+  ResidualMLPBlock(int64_t width, MlpConditioning conditioning, Rng& rng);
   Variable forward(const Variable& h, const Variable& te);
 
  private:
   std::shared_ptr<Linear> fc1_, fc2_;
+  std::shared_ptr<FiLM> film_;  // null for additive conditioning
 };
 
 class ResidualMLP : public NoiseModel {

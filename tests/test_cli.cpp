@@ -526,6 +526,7 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
     REQUIRE(run.code == 0);
     check_run(dir / "network", {"oracle", "network"});
     CHECK(read_json(dir / "network/denoise_bench.json")["gmm"] == "gmm/gmm.safetensors");
+    CHECK_FALSE(contains(run.output, "outside its training"));
 
     // --estimators cheap: mean forwarding and Tweedie only, on the same observations, so their
     // NMSE is the full run's; the resampling experiment then runs its own two estimators.
@@ -553,6 +554,29 @@ TEST_CASE("denoise-bench writes every file and is exact where theory says so",
       REQUIRE(same.size() == 1);
       CHECK(row["nmse_off"] == same[0]["nmse_off"]);
     }
+
+    // Trained on steps 1..8 only: the SNR of step 15 starts outside that, and is named.
+    write_text(dir / "ranged.json", R"({"model": {"arch": "mlp", "width": 16, "depth": 1},
+                                        "objective": {"last_step": 8}})");
+    Run ranged =
+        dpmlab(dir,
+               "train --data gmm --config ranged.json --T 20 --batch 64 --epochs 1 --quiet "
+               "--out ranged");
+    INFO(ranged.output);
+    REQUIRE(ranged.code == 0);
+    Run outside = dpmlab(dir, "denoise-bench --checkpoint ranged/best.safetensors --snr " +
+                                  snr_flag + " --experiments nmse --estimators cheap --T 20 " +
+                                  "--samples 16 --quiet --out ranged_bench");
+    INFO(outside.output);
+    REQUIRE(outside.code == 0);
+    auto named = [](double db) {
+      char text[40];
+      std::snprintf(text, sizeof text, "%.10g dB", db);
+      return std::string(text);
+    };
+    CHECK(contains(outside.output, "trained on steps 1..8 of 20, but at SNR " + named(snr[0])));
+    CHECK_FALSE(contains(outside.output, named(snr[1])));
+    CHECK_FALSE(contains(outside.output, named(snr[2])));
 
     Run other_T = dpmlab(dir, "denoise-bench --checkpoint run/best.safetensors --detail-T 300");
     INFO(other_T.output);

@@ -408,6 +408,49 @@ TEST_CASE("the loss closure matches a hand computation for fixed t and eps",
   CHECK(ObjectiveOptions::from_json(custom.to_json()).to_json() == custom.to_json());
 }
 
+TEST_CASE("a step range: the simple loss draws only first_step..last_step",
+          "[diffusion][objective]") {
+  Schedule schedule = Schedule::paper_linear(50);
+  auto model = small_mlp(3, 23);
+  Rng data(24);
+  Tensor x0 = randn({64, 3}, data);
+  ObjectiveOptions options;
+  options.target = PredictionTarget::v;
+  options.first_step = 11;
+  options.last_step = 20;
+  // loss(x0, rng) is loss() of its own draws: steps uniform in 11..20, then the noise.
+  Rng a(25), b(25);
+  const Variable drawn = Objective(model, schedule, options).loss(x0, a);
+  StepBatch steps{sample_steps(64, b, 11, 20), std::vector<double>(64, 1.0)};
+  const Tensor eps = randn(x0.shape(), b);
+  CHECK(Objective(model, schedule, options).loss(x0, steps, eps).item() == drawn.item());
+  // sample_steps over a range: in range, every step drawn about equally often.
+  Rng c(26);
+  std::vector<int64_t> counts(21, 0);
+  const int64_t n = 20000;
+  for (int64_t t : sample_steps(n, c, 11, 20)) {
+    REQUIRE(t >= 11);
+    REQUIRE(t <= 20);
+    ++counts[static_cast<size_t>(t)];
+  }
+  for (int64_t t = 11; t <= 20; ++t)
+    CHECK(std::fabs(counts[static_cast<size_t>(t)] - n / 10.0) < 5 * std::sqrt(n / 10.0));
+  CHECK_THROWS_WITH(sample_steps(4, c, 5, 4), Catch::Contains("1 <= first <= last"));
+  // JSON round trip; the defaults (1, 0 = T) are the whole range.
+  CHECK(ObjectiveOptions::from_json(options.to_json()).to_json() == options.to_json());
+  CHECK(ObjectiveOptions{}.last_step_for(50) == 50);
+  // Bad ranges name their field.
+  CHECK_THROWS_WITH(ObjectiveOptions::from_json({{"first_step", 0}}),
+                    Catch::Contains("'first_step'"));
+  CHECK_THROWS_WITH(ObjectiveOptions::from_json({{"first_step", 8}, {"last_step", 7}}),
+                    Catch::Contains("'last_step'"));
+  CHECK_THROWS_WITH(ObjectiveOptions::from_json({{"loss", "vlb"}, {"last_step", 7}}),
+                    Catch::Contains("needs loss \"simple\""));
+  options.last_step = 51;
+  CHECK_THROWS_WITH(Objective(model, schedule, options),
+                    Catch::Contains("'last_step'") && Catch::Contains("T = 50"));
+}
+
 TEST_CASE("Gaussian prior: each term equals the Gaussian KL for given x0 and noise",
           "[diffusion][bound]") {
   Schedule schedule = Schedule::paper_linear(100);

@@ -50,6 +50,9 @@ TEST_CASE("parameter counts match the paper (SPEC §3)", "[models]") {
   CHECK(UNet(UNetOptions::paper_1d(), rng).parameter_count() == 1494529);
   CHECK(UNet(UNetOptions::paper_2d(), rng).parameter_count() == 1061441);
   CHECK(ResidualMLP(ResidualMLPOptions{}, rng).parameter_count() == 2496064);
+  // FiLM conditioning adds one Linear(512 -> 1024) per block: 4 x 525,312.
+  CHECK(ResidualMLP({.conditioning = MlpConditioning::film}, rng).parameter_count() ==
+        2496064 + 4 * 525312);
 }
 
 TEST_CASE("U-Net structure: bypass convs, channels per level, readable names", "[models]") {
@@ -169,6 +172,13 @@ TEST_CASE("forward + backward reaches every parameter", "[models]") {
     ResidualMLP mlp(ResidualMLPOptions{}, rng);
     check_all_gradients(mlp, {2, 64});
   }
+  SECTION("residual MLP with FiLM conditioning") {
+    Rng rng(3);
+    ResidualMLP mlp({.conditioning = MlpConditioning::film}, rng);
+    std::vector<std::string> names = parameter_names(mlp);
+    CHECK(std::count(names.begin(), names.end(), "blocks.3.film.proj.weight") == 1);
+    check_all_gradients(mlp, {2, 64});
+  }
 }
 
 TEST_CASE("initialisation is reproducible from the seed, bitwise", "[models]") {
@@ -198,7 +208,8 @@ TEST_CASE("make_noise_model rebuilds every model from its config", "[models]") {
   std::vector<std::shared_ptr<NoiseModel>> models{
       std::make_shared<UNet>(UNetOptions::paper_1d(), rng),
       std::make_shared<UNet>(UNetOptions::paper_2d(), rng), std::make_shared<UNet>(grouped, rng),
-      std::make_shared<ResidualMLP>(ResidualMLPOptions{32, 64, 2, 16}, rng)};
+      std::make_shared<ResidualMLP>(ResidualMLPOptions{32, 64, 2, 16}, rng),
+      std::make_shared<ResidualMLP>(ResidualMLPOptions{32, 64, 2, 16, MlpConditioning::film}, rng)};
   for (const auto& model : models) {
     nlohmann::json config = model->config();
     INFO(config.dump());
@@ -230,6 +241,8 @@ TEST_CASE("make_noise_model names the bad field", "[models]") {
                     Catch::Contains("'norm'") && Catch::Contains("layer"));
   CHECK_THROWS_WITH(make_noise_model({{"arch", "unet1d"}, {"attention", 1}}, rng),
                     Catch::Contains("'attention'"));
+  CHECK_THROWS_WITH(make_noise_model({{"arch", "mlp"}, {"conditioning", "scale"}}, rng),
+                    Catch::Contains("'conditioning'") && Catch::Contains("film"));
   CHECK_THROWS_WITH(make_noise_model({{"arch", "mlp"}, {"widht", 512}}, rng),
                     Catch::Contains("unknown field 'widht'"));
   CHECK_THROWS_WITH(

@@ -467,6 +467,40 @@ TEST_CASE("spectral scan of the ResidualMLP: sigmas, state and AutoLip bound", "
   CHECK(restored.vectors("in_proj", {12}, {7}).fresh);  // a new shape starts over
 }
 
+TEST_CASE("AutoLip bound of the FiLM-conditioned ResidualMLP, per step", "[spectral][scan]") {
+  Rng rng(6);
+  nn::ResidualMLP model({.dim = 6,
+                         .width = 12,
+                         .depth = 2,
+                         .time_embedding_size = 8,
+                         .conditioning = nn::MlpConditioning::film},
+                        rng);
+  SpectralState state(12);
+  ScanOptions options;
+  options.time_grid = {1, 40, 250};
+  const ScanResult scan = spectral_scan(model, state, options);
+  // time_mlp.0, time_mlp.2, in_proj, 2 x (fc1, film.proj, fc2), out_proj.
+  CHECK(scan.layers.size() == 10);
+  REQUIRE(scan.film.size() == 2);
+  REQUIRE(scan.bound_by_t.size() == 3);
+  auto s = [&](const std::string& name) { return scan.layer(name).power.sigma; };
+  const double c = kSiluLipschitz;
+  for (size_t i = 0; i < 3; ++i) {
+    double expected = s("in_proj") * c * s("out_proj");
+    for (const std::string block : {"blocks.0", "blocks.1"}) {
+      const auto film = std::find_if(scan.film.begin(), scan.film.end(),
+                                     [&](const FilmRange& r) { return r.name == block + ".film"; });
+      REQUIRE(film != scan.film.end());
+      expected *= 1 + c * s(block + ".fc2") * film->by_t[i] * c * s(block + ".fc1");
+    }
+    const double empirical = empirical_lipschitz(model, {6}, options.time_grid[i], 200, rng);
+    INFO("t " << options.time_grid[i] << ": bound " << scan.bound_by_t[i] << ", empirical "
+              << empirical);
+    CHECK(scan.bound_by_t[i] == Approx(expected).epsilon(1e-12));
+    CHECK(empirical <= scan.bound_by_t[i]);
+  }
+}
+
 TEST_CASE("spectral scan of the U-Net: conv norms at the seen size, factors, bound",
           "[spectral][scan]") {
   Rng rng(6);

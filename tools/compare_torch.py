@@ -38,6 +38,7 @@ def parse_args():
     parser.add_argument("--dim", type=int, default=64, help="mlp dimension N")
     parser.add_argument("--norm", choices=["batch", "group"], help="U-Net normalisation")
     parser.add_argument("--attention", action="store_true", help="U-Net self-attention")
+    parser.add_argument("--conditioning", choices=["add", "film"], help="MLP time conditioning")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=300, help="t is drawn from [0, steps)")
     parser.add_argument("--seed", type=int, default=1)
@@ -68,6 +69,8 @@ def init_checkpoint(args, path):
         command += ["--norm", args.norm]
     if args.attention:
         command += ["--attention"]
+    if args.conditioning:
+        command += ["--conditioning", args.conditioning]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 

@@ -48,22 +48,26 @@ def read_safetensors(path):
     return tensors
 
 
+def load_gmm(path):
+    """(weights [K], means [K, N], covariances [K, N, N]) in float64; exits naming the file and
+    what is wrong with it."""
+    try:
+        tensors = read_safetensors(path)
+    except (OSError, ValueError) as e:
+        sys.exit(f"{path}: cannot read it as a safetensors file ({e})")
+    for name in ("weights", "means", "covariances"):
+        if name not in tensors:
+            sys.exit(f"{path}: no tensor '{name}' (expected a dpmlab GMM file)")
+    return tuple(tensors[name].astype(np.float64) for name in ("weights", "means", "covariances"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gmm", help="a gmm.safetensors written by `dpmlab gmm make` or `gmm fit`")
     parser.add_argument("--T", type=int, default=300, help="steps of the paper-linear schedule")
     args = parser.parse_args()
 
-    try:
-        tensors = read_safetensors(args.gmm)
-    except (OSError, ValueError) as e:
-        sys.exit(f"{args.gmm}: cannot read it as a safetensors file ({e})")
-    for name in ("weights", "means", "covariances"):
-        if name not in tensors:
-            sys.exit(f"{args.gmm}: no tensor '{name}' (expected a dpmlab GMM file)")
-    w = tensors["weights"].astype(np.float64)
-    mu = tensors["means"].astype(np.float64)
-    cov = tensors["covariances"].astype(np.float64)
+    w, mu, cov = load_gmm(args.gmm)
     mean = w @ mu
     covariance = (np.einsum("k,kij->ij", w, cov) + np.einsum("k,ki,kj->ij", w, mu, mu) -
                   np.outer(mean, mean))

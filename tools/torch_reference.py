@@ -269,16 +269,21 @@ class UNet(nn.Module):
 
 
 class ResidualMLPBlock(nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, conditioning):
         super().__init__()
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, width)
+        if conditioning == "film":
+            self.film = FiLM(width, width)
 
     def forward(self, h, te):
+        if hasattr(self, "film"):
+            return h + self.fc2(F.silu(self.film(self.fc1(F.silu(h)), te)))
         return h + self.fc2(F.silu(self.fc1(F.silu(h + te))))
 
 
-MLP_DEFAULTS = {"dim": 64, "width": 512, "depth": 4, "time_embedding_size": 128}
+MLP_DEFAULTS = {"dim": 64, "width": 512, "depth": 4, "time_embedding_size": 128,
+                "conditioning": "add"}
 
 
 class ResidualMLP(nn.Module):
@@ -288,13 +293,15 @@ class ResidualMLP(nn.Module):
         if unknown:
             raise ValueError(f"mlp config: unknown fields {sorted(unknown)}")
         c = dict(MLP_DEFAULTS, **config)
+        if c["conditioning"] not in ("add", "film"):
+            raise ValueError(f"mlp config: conditioning {c['conditioning']!r} (expected add or film)")
         self.config = c
         w = c["width"]
         self.time_embedding = SinusoidalTimeEmbedding(c["time_embedding_size"])
         self.time_mlp = nn.Sequential(nn.Linear(c["time_embedding_size"], w), nn.SiLU(),
                                       nn.Linear(w, w))
         self.in_proj = nn.Linear(c["dim"], w)
-        self.blocks = nn.ModuleList(ResidualMLPBlock(w) for _ in range(c["depth"]))
+        self.blocks = nn.ModuleList(ResidualMLPBlock(w, c["conditioning"]) for _ in range(c["depth"]))
         self.out_proj = nn.Linear(w, c["dim"])
 
     def forward(self, x, t):

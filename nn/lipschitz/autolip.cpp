@@ -65,12 +65,14 @@ class Lookup {
   size_t t_;
 };
 
-// ResidualMLP: in_proj, then h <- h + fc2(SiLU(fc1(SiLU(h + te)))), then out_proj(SiLU(h)).
+// ResidualMLP: in_proj, then h <- h + fc2(SiLU(fc1(SiLU(h + te)))) (or, with FiLM conditioning,
+// h + fc2(SiLU(FiLM(fc1(SiLU(h)), te)))), then out_proj(SiLU(h)).
 double residual_mlp_bound(const nn::Module& model, const Lookup& f) {
   double bound = f.sigma("in_proj");
   for (const auto& [index, block] : child(model, "blocks").named_children()) {
     const std::string name = join("blocks", index);
-    bound *= 1.0 + kSiluLipschitz * f.sigma(join(name, "fc2")) * kSiluLipschitz *
+    const double film = find_child(*block, "film") ? f.film(join(name, "film")) : 1.0;
+    bound *= 1.0 + kSiluLipschitz * f.sigma(join(name, "fc2")) * film * kSiluLipschitz *
                        f.sigma(join(name, "fc1"));
   }
   return bound * kSiluLipschitz * f.sigma("out_proj");
