@@ -194,7 +194,11 @@ void write_csv(const fs::path& path, const std::string& header,
 
 std::string join_cells(std::initializer_list<std::string> cells) {
   std::string line;
-  for (const std::string& cell : cells) line += (line.empty() ? "" : ",") + cell;
+  bool first = true;
+  for (const std::string& cell : cells) {
+    line += (first ? "" : ",") + cell;
+    first = false;
+  }
   return line;
 }
 
