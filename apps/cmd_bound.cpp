@@ -1,7 +1,8 @@
-// dpmlab bound: the variational bound on the NLL (SPEC §5) of a trained network over a data set
-// of a known GMM, beside the GMM's exact NLL and the bound the exact noise predictor eps* reaches
-// with the same schedule, so the bound's gap splits into the learning error (network against
-// eps*) and what the fixed reverse variance and the T steps cost (eps* against the NLL).
+// dpmlab bound: the variational bound on the NLL (docs/protocol.md, The variational bound) of a
+// trained network over a data set of a known GMM, beside the GMM's exact NLL and the bound the
+// exact noise predictor eps* reaches with the same schedule, so the bound's gap splits into the
+// learning error (network against eps*) and what the fixed reverse variance and the T steps cost
+// (eps* against the NLL).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>

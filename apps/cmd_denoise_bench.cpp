@@ -1,9 +1,9 @@
-// dpmlab denoise-bench: the DM-based denoisers against the GMM's exact estimators (SPEC §3), with
-// the exact oracle eps* and, given a checkpoint, the trained network (diffusion/denoise_bench.hpp):
-// NMSE against the SNR, the error after every reverse step, re-sampling on against off and the
-// Monte-Carlo posterior mean against M, a wrong assumed SNR, and the cost (NFE, wall time) of
-// each. Writes a CSV per experiment, denoise_bench.json (with the config), denoise_bench.md
-// (also printed) and gnuplot plots (each .gp beside its PNG) into --out.
+// dpmlab denoise-bench: the DM-based denoisers against the GMM's exact estimators
+// (docs/protocol.md), with the exact oracle eps* and, given a checkpoint, the trained network
+// (diffusion/denoise_bench.hpp): NMSE against the SNR, the error after every reverse step,
+// re-sampling on against off and the Monte-Carlo posterior mean against M, a wrong assumed SNR, and
+// the cost (NFE, wall time) of each. Writes a CSV per experiment, denoise_bench.json (with the
+// config), denoise_bench.md (also printed) and gnuplot plots (each .gp beside its PNG) into --out.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -43,7 +43,8 @@ using diffusion::StepErrorEntry;
 const char* const kExperimentNames[] = {"nmse", "steps", "resampling", "mismatch"};
 
 // The oracle's T for the costly estimators when no network fixes it: small enough that the
-// M = 64 Monte-Carlo mean stays fast (SPEC §3 finds the figures alike for T = 50..5000).
+// M = 64 Monte-Carlo mean stays fast (the reference figures of docs/protocol.md, The denoiser,
+// are alike for T = 50..5000).
 constexpr int64_t kOracleDetailT = 50;
 
 struct BenchArgs {

@@ -1,7 +1,7 @@
-// dpmlab gmm make | fit | cme: Gaussian-mixture ground truth (SPEC §3). `make` draws the paper's
-// random GMM and a normalised train/val/test set from it, `fit` fits a GMM to data by EM (e.g. to
-// Fashion-MNIST, for an image-like GMM with a known CME), and `cme` tabulates the NMSE of the
-// closed-form estimators (CME, LMMSE, LS) against the SNR.
+// dpmlab gmm make | fit | cme: Gaussian-mixture ground truth (docs/protocol.md, The GMM protocol).
+// `make` draws the paper's random GMM and a normalised train/val/test set from it, `fit` fits a GMM
+// to data by EM (e.g. to Fashion-MNIST, for an image-like GMM with a known CME), and `cme`
+// tabulates the NMSE of the closed-form estimators (CME, LMMSE, LS) against the SNR.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -55,8 +55,9 @@ void take_split_flags(FlagConfig& config, SplitCounts& counts) {
 void describe_dataset(const CommonArgs& common, const GmmDataset& data) {
   std::printf(
       "Normalised with the training mean and scale c = %.6g (zero mean, unit average power per "
-      "entry, SPEC §3); the GMM was mapped the same way. Wrote %s (the normalised GMM) and %s "
-      "(tensors train [%lld, %lld], val [%lld, %lld], test [%lld, %lld]).\n",
+      "entry, docs/protocol.md, The GMM protocol); the GMM was mapped the same way. Wrote %s "
+      "(the normalised GMM) and %s (tensors train [%lld, %lld], val [%lld, %lld], test "
+      "[%lld, %lld]).\n",
       data.normalization.scale, out_file(common, kGmmFileName).c_str(), data.path.c_str(),
       static_cast<long long>(data.train.size(0)), static_cast<long long>(data.train.size(1)),
       static_cast<long long>(data.val.size(0)), static_cast<long long>(data.val.size(1)),
@@ -106,9 +107,10 @@ void register_make(CLI::App* gmm) {
   auto args = std::make_shared<MakeArgs>();
   CLI::App* make = gmm->add_subcommand(
       "make",
-      "Draw the paper's random GMM (SPEC §3) and train/val/test samples from it, normalise them "
-      "with the training mean and scale, and save DIR/gmm.safetensors (the normalised GMM) and "
-      "DIR/data.safetensors. Existing files made with the same config are reused.\n"
+      "Draw the paper's random GMM (docs/protocol.md, The GMM protocol) and train/val/test samples "
+      "from it, normalise them with the training mean and scale, and save DIR/gmm.safetensors "
+      "(the normalised GMM) and DIR/data.safetensors. Existing files made with the same config "
+      "are reused.\n"
       "Example: dpmlab gmm make --dim 8 --components 4 --train 2000 --val 500 --test 500 "
       "--out runs/gmm");
   make->add_option("--dim", args->dim, "data dimension N")->check(kDimRange)->capture_default_str();
@@ -360,8 +362,8 @@ void register_cme(CLI::App* gmm) {
   CLI::App* cme = gmm->add_subcommand(
       "cme",
       "NMSE of the closed-form estimators of x from y = x + n for a GMM prior: the conditional "
-      "mean (CME), LMMSE and LS, against the SNR (SPEC §3). A markdown table on stdout; "
-      "nmse.csv and nmse.json in --out.\n"
+      "mean (CME), LMMSE and LS, against the SNR (docs/protocol.md, The GMM protocol). A markdown "
+      "table on stdout; nmse.csv and nmse.json in --out.\n"
       "Example: dpmlab gmm cme --gmm runs/gmm/gmm.safetensors --data runs/gmm/data.safetensors "
       "--snr -10:20:10");
   cme->add_option("--gmm", args->gmm, "the GMM (gmm.safetensors)");

@@ -44,7 +44,7 @@ Tensor first_rows(const Tensor& x, int64_t max_rows) {
   return max_rows > 0 && x.size(0) > max_rows ? x.narrow(0, 0, max_rows) : x;
 }
 
-// Normalises raw data (images) with a map fitted on train (SPEC §3's normalisation).
+// Normalises raw data (images) with a map fitted on train (docs/protocol.md, The GMM protocol).
 datasets::Normalization normalize_in_place(Tensor& train, Tensor& val) {
   const Shape train_shape = train.shape();
   datasets::Normalization normalization = datasets::Normalization::fit(flatten_rows(train));

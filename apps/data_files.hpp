@@ -50,7 +50,7 @@ struct SplitCounts {
 };
 
 // Draws train, val and test from `gmm` (a split stream of rng each), fits the normalisation on
-// train and applies it to the three and to the GMM (SPEC §3).
+// train and applies it to the three and to the GMM (docs/protocol.md, The GMM protocol).
 GmmDataset sample_gmm_dataset(const datasets::Gmm& gmm, const SplitCounts& counts,
                               const Shape& sample_shape, const Rng& rng);
 

@@ -1,8 +1,8 @@
 #pragma once
-// Gaussian mixture ground truth (SPEC §3): the paper's random GMM, exact sampling, log-density,
-// and the estimators of x from y = x + n, n ~ N(0, sigma^2 I): the closed-form conditional mean
-// (CME), the LMMSE estimator of the moment-matched Gaussian, and LS (y itself).
-// All maths in double; Tensors in and out are float32 [n, N].
+// Gaussian mixture ground truth (docs/protocol.md, The GMM protocol): the paper's random GMM,
+// exact sampling, log-density, and the estimators of x from y = x + n, n ~ N(0, sigma^2 I): the
+// closed-form conditional mean (CME), the LMMSE estimator of the moment-matched Gaussian, and LS
+// (y itself). All maths in double; Tensors in and out are float32 [n, N].
 //
 // Float32 ground truth: Tensor (and so the checkpoint format) is float32-only, so every GMM we
 // create (make_random_gmm, Normalization::apply, fit_gmm) rounds its parameters to float32
@@ -61,9 +61,9 @@ struct Gmm {
   std::vector<double> log_density(const Tensor& x) const;  // [n], log p(x_i)
   double nll_per_dim(const Tensor& x) const;               // mean_i -log p(x_i) / N (nats)
 
-  // E[x | y] for y = x + n, n ~ N(0, sigma2 I) (SPEC §3): responsibilities in log space, each
-  // component's posterior mean y - sigma2 (C_k + sigma2 I)^-1 (y - mu_k) by two BLAS-3
-  // triangular solves per block of rows, blocks in parallel.
+  // E[x | y] for y = x + n, n ~ N(0, sigma2 I) (docs/protocol.md, The GMM protocol):
+  // responsibilities in log space, each component's posterior mean y - sigma2 (C_k + sigma2 I)^-1
+  // (y - mu_k) by two BLAS-3 triangular solves per block of rows, blocks in parallel.
   Tensor cme(const Tensor& y, double sigma2) const;
   std::vector<double> cme(const std::vector<double>& y, const GmmFactors& factors) const;
 
@@ -77,10 +77,11 @@ enum class RandomCovariance {
   // What the authors' code does (scikit-learn's make_spd_matrix): C = U (1 1^T + diag(u)) V^T
   // with U S V^T the SVD of A^T A, A and u uniform(0, 1). numpy's `1.0 + np.diag(u)` adds 1 to
   // every entry, so C = U diag(u) U^T + (U 1)(U 1)^T: N - 1 eigenvalues in about (0, 1) and one
-  // of about N along a random direction, not the [1, 2] its docstring (and SPEC §3) state. This
-  // construction reproduces SPEC §3's reference NMSE figures (CME 0.269 vs LMMSE 0.465 at 0 dB).
+  // of about N along a random direction, not the [1, 2] its docstring states. This construction
+  // reproduces the reference NMSE figures of docs/protocol.md, The GMM protocol (CME 0.269 vs
+  // LMMSE 0.465 at 0 dB).
   paper,
-  // SPEC §3's wording taken literally: Haar eigenbasis, eigenvalues uniform in [1, 2]. The
+  // The docstring's wording taken literally: Haar eigenbasis, eigenvalues uniform in [1, 2]. The
   // components then overlap so much that the mixture is nearly Gaussian (CME ~ LMMSE ~ 0.50 at
   // 0 dB for N = 64, K = 128).
   uniform_spectrum,
@@ -100,8 +101,8 @@ double nmse(const Tensor& x, const Tensor& x_hat);
 // Noise variance for an SNR in dB on unit-power data: SNR = 1 / sigma^2.
 double snr_db_to_sigma2(double snr_db);
 
-// Zero-mean, unit-average-power normalisation fitted on training data (SPEC §3):
-// x <- (x - m) / c with c = sqrt(mean_i ||x_i - m||^2 / N).
+// Zero-mean, unit-average-power normalisation fitted on training data (docs/protocol.md, The GMM
+// protocol): x <- (x - m) / c with c = sqrt(mean_i ||x_i - m||^2 / N).
 struct Normalization {
   std::vector<double> mean;  // [N]
   double scale = 1.0;        // c

@@ -1,7 +1,8 @@
 #pragma once
-// The denoising benchmark (SPEC §3): the NMSE of DM-based estimators beside the CME, LMMSE and
-// LS on a GMM prior, for one schedule and one predictor (the exact oracle eps* or a trained
-// network), over a grid of SNRs. The results driver and `dpmlab denoise-bench` call it.
+// The denoising benchmark (docs/protocol.md, The denoiser): the NMSE of DM-based estimators beside
+// the CME, LMMSE and LS on a GMM prior, for one schedule and one predictor (the exact oracle eps*
+// or a trained network), over a grid of SNRs. Called by the results driver and `dpmlab
+// denoise-bench`.
 //
 // Observations: y = x + sigma n, sigma^2 = 10^(-snr_db / 10) (SNR = 1 / sigma^2 on unit-power
 // data), n from one stream per SNR derived from the seed, so every estimator and every schedule

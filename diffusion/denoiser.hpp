@@ -1,7 +1,8 @@
 #pragma once
 // The paper's DPM denoiser and the other DM-based estimators of x from y = x + n,
-// n ~ N(0, sigma^2 I), SNR = 1 / sigma^2 on unit-power data (SPEC §3), all built from the same
-// pieces and runnable with any NoisePredictor (a trained network or the exact oracle eps*):
+// n ~ N(0, sigma^2 I), SNR = 1 / sigma^2 on unit-power data (docs/protocol.md, The denoiser), all
+// built from the same pieces and runnable with any NoisePredictor (a trained network or the exact
+// oracle eps*):
 //   t_hat = the step whose SNR_t is nearest to the ASSUMED SNR (on the linear scale, the
 //           authors' convention, or in dB); the assumed SNR may differ from the true one;
 //   x = sqrt(snr / (1 + snr)) y, taken as the state at the start step t_s; then
@@ -15,7 +16,7 @@
 // assumed SNR is the true one and lies on the grid, so with eps* one-step Tweedie is the CME
 // (and so is mean forwarding for a Gaussian prior). The authors' code starts one step lower,
 // t_s = t_hat - 1 (t_hat - 1 network evaluations: 278 at -20 dB, 107 at 0 dB, 39 at 10 dB for
-// T = 300, SPEC §3); Estimator::authors_offset selects that convention.
+// T = 300); Estimator::authors_offset selects that convention.
 #include <cstdint>
 #include <string>
 

@@ -1,8 +1,8 @@
 #pragma once
-// Jacobian norms of the maps a DPM denoiser is made of, measured per sample (SPEC §4): the noise
-// predictor eps(., t), the reverse mean mu(., t) = (x - beta_t / sqrt(1 - abar_t) eps(x, t)) /
-// sqrt(alpha_t) and chains of them (the mean-forwarding denoiser), for a trained network or the
-// exact oracle eps*.
+// Jacobian norms of the maps a DPM denoiser is made of, measured per sample (docs/protocol.md,
+// Lipschitz facts): the noise predictor eps(., t), the reverse mean
+// mu(., t) = (x - beta_t / sqrt(1 - abar_t) eps(x, t)) / sqrt(alpha_t) and chains of them (the
+// mean-forwarding denoiser), for a trained network or the exact oracle eps*.
 //
 // Each sample i has its own map, linearised at its own point x_i; a BatchJacobian gives the
 // products J v and J^T u for all samples at once (row-major [B, n] doubles), so a batch of

@@ -1,6 +1,7 @@
 #pragma once
-// The Lipschitz audit of a trained noise network (SPEC §4; docs/lipschitz.md): at each step t of
-// a grid, and for the mean-forwarding denoiser D at each observation SNR, it puts side by side
+// The Lipschitz audit of a trained noise network (docs/protocol.md, Lipschitz facts;
+// docs/lipschitz.md): at each step t of a grid, and for the mean-forwarding denoiser D at each
+// observation SNR, it puts side by side
 //   certified   upper bounds from the network's layer norms (lipschitz_bounds.hpp),
 //   empirical   lower bounds: the largest Jacobian norm measured at points x_t ~ p_t
 //               (jacobian.hpp), and pairwise ratios ||f(x) - f(x')|| / ||x - x'||,

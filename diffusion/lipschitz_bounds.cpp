@@ -9,7 +9,7 @@
 namespace dpm::diffusion {
 
 double stepwise_cme_lower_bound(const Schedule& schedule, int64_t t) {
-  // The posterior mean's coefficient of x_t (SPEC §5): the same quantity.
+  // The posterior mean's coefficient of x_t (docs/protocol.md, Schedules): the same quantity.
   return schedule.posterior_coef_xt(t);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// Lipschitz bounds of the DPM denoiser's maps (SPEC §4; derived here, the paper's own statement
-// could not be retrieved: docs/lipschitz.md gives the derivations). Two kinds:
+// Lipschitz bounds of the DPM denoiser's maps (docs/protocol.md, Lipschitz facts; derived here,
+// the paper's own statement could not be retrieved: docs/lipschitz.md gives the derivations).
+// Two kinds:
 //
 // Hyperparameter-only facts about the EXACT stepwise CME f_t(x) = E[x_{t-1} | x_t = x], whose
 // Jacobian is J_t = (I + beta_t Hess log p_t) / sqrt(alpha_t) (symmetric):

@@ -1,6 +1,7 @@
 #pragma once
-// Training objectives and the variational bound (SPEC §3, §5). All values are in nats per
-// dimension: per-sample quantities are divided by D, the number of elements of one sample.
+// Training objectives and the variational bound (docs/protocol.md, The variational bound). All
+// values are in nats per dimension: per-sample quantities are divided by D, the number of elements
+// of one sample.
 //
 // The bound -log p(x_0) <= L_T + sum_{t=2..T} L_{t-1} + L_0 with a fixed reverse variance
 // sigma_t^2 (beta_t or beta~_t). Step t's term (t = 1..T) is

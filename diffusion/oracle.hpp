@@ -1,5 +1,5 @@
 #pragma once
-// GmmOracle: the exact noise predictor of a Gaussian-mixture prior (SPEC §4),
+// GmmOracle: the exact noise predictor of a GMM prior (docs/protocol.md, Lipschitz facts),
 //   eps*(x, t) = -sqrt(1 - abar_t) grad log p_t(x),
 //   p_t = sum_k pi_k N(sqrt(abar_t) mu_k, S_k),  S_k = abar_t C_k + (1 - abar_t) I,
 // and the exact derivatives the Lipschitz audit compares networks with: the Hessian of log p_t,
@@ -39,8 +39,9 @@ class GmmOracle final : public NoisePredictor {
   std::vector<double> log_density(const std::vector<double>& x, int64_t t) const;  // [n]
   std::vector<double> score(const std::vector<double>& x, int64_t t) const;  // grad log p_t [n, N]
   std::vector<double> eps(const std::vector<double>& x, int64_t t) const;    // eps* [n, N]
-  // Hess log p_t = sum_k w_k ((g_k - g)(g_k - g)^T - S_k^-1) with g = sum_k w_k g_k: SPEC §4's
-  // formula, written centred so that nothing cancels. [n, N, N], symmetric.
+  // Hess log p_t = sum_k w_k ((g_k - g)(g_k - g)^T - S_k^-1) with g = sum_k w_k g_k
+  // (docs/protocol.md, Lipschitz facts), written centred so that nothing cancels. [n, N, N],
+  // symmetric.
   std::vector<double> hessian(const std::vector<double>& x, int64_t t) const;
   std::vector<double> stepwise_cme(const std::vector<double>& x, int64_t t) const;  // [n, N]
   std::vector<double> stepwise_jacobian(const std::vector<double>& x,

@@ -52,8 +52,8 @@ struct NetworkPredictorOptions {
 };
 
 // eps from a network: the model runs in eval mode (its previous mode is restored afterwards)
-// under NoGradGuard, with the 0-based index t - 1 for every sample (SPEC §3), and its output is
-// converted from options.target to eps.
+// under NoGradGuard, with the 0-based index t - 1 for every sample (docs/protocol.md, Schedules),
+// and its output is converted from options.target to eps.
 class NetworkPredictor : public NoisePredictor {
  public:
   NetworkPredictor(std::shared_ptr<nn::NoiseModel> model, Schedule schedule,

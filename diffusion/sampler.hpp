@@ -1,7 +1,8 @@
 #pragma once
 // Reverse processes driven by any NoisePredictor (a trained network or the exact oracle eps*),
 // run on a DoubleBatch state from a given step down to x_0:
-// - mean forwarding: x <- mu_theta(x, t), no noise (the paper's denoiser loop, SPEC §3);
+// - mean forwarding: x <- mu_theta(x, t), no noise (the paper's denoiser loop; docs/protocol.md,
+//   The denoiser);
 // - ancestral (DDPM): x <- mu_theta(x, t) + sigma_t z, sigma_t^2 = beta_t or beta~_t, and no
 //   noise at the last step t = 1 (Ho et al.'s convention: x_0 is the mean of p(x_0 | x_1));
 // - DDIM with eta: x <- sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1} - s_t^2) eps + s_t z,

@@ -25,7 +25,7 @@ class Schedule {
   static Schedule from_json(const nlohmann::json& config);
   nlohmann::json to_json() const;
 
-  // The paper's beta_T for a given T (SPEC §3 table; 0.035 for T not in the table).
+  // The paper's beta_T for a given T (docs/protocol.md, Schedules; 0.035 for T not in the table).
   static double paper_beta_T(int64_t T);
 
   ScheduleKind kind() const { return kind_; }

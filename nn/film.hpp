@@ -1,6 +1,6 @@
 #pragma once
-// FiLM: scale-shift conditioning of a feature map on the time embedding (SPEC §3):
-// (scale, shift) = proj(SiLU(temb)) split in two halves of C, h * (1 + scale) + shift,
+// FiLM: scale-shift conditioning of a feature map on the time embedding (docs/protocol.md, The
+// U-Net): (scale, shift) = proj(SiLU(temb)) split in two halves of C, h * (1 + scale) + shift,
 // broadcast over the spatial dims. proj is Linear(time_dim -> 2C).
 #include <memory>
 

@@ -1,8 +1,8 @@
 #pragma once
-// ResidualMLP: the benchmark network for vector data (SPEC §3):
+// ResidualMLP: the benchmark network for vector data (docs/protocol.md, The U-Net):
 //   te = time_mlp(sinusoidal(t)),  time_mlp = Linear(128 -> W), SiLU, Linear(W -> W)
 //   h = in_proj(x);  depth x  h <- h + fc2(SiLU(fc1(SiLU(h + te))));  out = out_proj(SiLU(h))
-// With conditioning = film (not SPEC's; an option) each block instead modulates its hidden layer,
+// With conditioning = film (an option) each block instead modulates its hidden layer,
 //   h <- h + fc2(SiLU(FiLM(fc1(SiLU(h)), te))),
 // so t can scale features, not only shift them: the posterior mean of a mixture prior is a
 // t-dependent mixture of linear maps, which additive conditioning can only reach through the

@@ -15,8 +15,8 @@ namespace dpm::nn {
 class NoiseModel : public Module {
  public:
   using Module::Module;
-  // x: a batch of noisy samples [B, ...]; t: the 0-based step index of each sample (SPEC §3:
-  // the network sees t - 1). Returns the predicted noise, shaped like x.
+  // x: a batch of noisy samples [B, ...]; t: the 0-based step index of each sample (the network
+  // sees t - 1; docs/protocol.md, Schedules). Returns the predicted noise, shaped like x.
   virtual Variable forward(const Variable& x, const std::vector<int64_t>& t) = 0;
   // Everything needed to rebuild the architecture: {"arch": ..., options...}.
   virtual nlohmann::json config() const = 0;

@@ -1,5 +1,5 @@
 #pragma once
-// ResBlock of the paper's U-Net (SPEC §3), for 1-D or 2-D feature maps:
+// ResBlock of the paper's U-Net (docs/protocol.md, The U-Net), for 1-D or 2-D feature maps:
 //   h = conv1(SiLU(norm1(x)));  h = FiLM(h, temb);  h = conv2(SiLU(norm2(h)));
 //   out = h + bypass(x),  bypass = k=3 conv when in != out channels, else identity.
 // Convs are k = 3 with zero 'same' padding; dropout is 0 in the paper and omitted.

@@ -1,6 +1,7 @@
 #pragma once
-// SinusoidalTimeEmbedding (SPEC §3): for an integer step index i and size = 2 * half,
-// f_k = exp(-ln(10000) k / (half - 1)), k = 0..half-1, emb(i) = [sin(i f_k), cos(i f_k)].
+// SinusoidalTimeEmbedding (docs/protocol.md, The U-Net): for an integer step index i and
+// size = 2 * half, f_k = exp(-ln(10000) k / (half - 1)), k = 0..half-1,
+// emb(i) = [sin(i f_k), cos(i f_k)].
 // Constant input to the network (no parameters, no gradient).
 #include <cstdint>
 #include <vector>

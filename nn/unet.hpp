@@ -1,5 +1,6 @@
 #pragma once
-// UNet: the paper's noise network (SPEC §3), 1-D ([B, C, L]) or 2-D ([B, C, H, W]).
+// UNet: the paper's noise network (docs/protocol.md, The U-Net), for 1-D data [B, C, L] or 2-D
+// data [B, C, H, W].
 //   temb = time_mlp(sinusoidal(t)),  time_mlp = Linear(c0 -> th), SiLU, Linear(th -> th)
 //   h = init_conv(x)                                  (k = 3, replicate padding) -> skip
 //   down.i: blocks_per_level ResBlocks (each -> skip), then AvgPool(2) (-> skip) but at the last

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job, dpmlab's quickstart. On a fresh Debian machine it installs what is missing, builds
-# the dpmlab CLI, makes the paper's random GMM (SPEC §3), trains the default DM on it (the residual
-# MLP, configs/quickstart.json: about 9 minutes on 2 cores), benchmarks the DM denoisers against
-# the CME (`dpmlab denoise-bench`), audits the network's Lipschitz constants (`dpmlab audit`) and
-# writes runs/quickstart/report.md.
+# the dpmlab CLI, makes the paper's random GMM (docs/protocol.md, The GMM protocol), trains the
+# default DM on it (the residual MLP, configs/quickstart.json: about 9 minutes on 2 cores),
+# benchmarks the DM denoisers against the CME (`dpmlab denoise-bench`), audits the network's
+# Lipschitz constants (`dpmlab audit`) and writes runs/quickstart/report.md.
 #
 # Running it again reuses the build, the data and a finished training run; an interrupted
 # training run (Ctrl-C) is resumed. Environment:

@@ -367,9 +367,10 @@ TEST_CASE(
     CHECK(norm >= bound * (1 - 1e-3));
   }
 
-  // SPEC §4: on 0.5 N(-1, 0.05) + 0.5 N(1, 0.05) the exact ||J_t|| exceeds 1/sqrt(alpha_t)
-  // between the modes (1.12 vs 1.003 at t = 50). At x = 0 the responsibilities are equal and
-  // Hess log p_t = a^2 / v^2 - 1 / v, a = sqrt(abar_t), v = 0.05 abar_t + 1 - abar_t.
+  // docs/protocol.md, Lipschitz facts: on 0.5 N(-1, 0.05) + 0.5 N(1, 0.05) the exact ||J_t||
+  // exceeds 1/sqrt(alpha_t) between the modes (1.12 vs 1.003 at t = 50). At x = 0 the
+  // responsibilities are equal and Hess log p_t = a^2 / v^2 - 1 / v, a = sqrt(abar_t),
+  // v = 0.05 abar_t + 1 - abar_t.
   datasets::Gmm two_modes;
   two_modes.dim = 1;
   two_modes.components = 2;

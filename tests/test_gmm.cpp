@@ -156,8 +156,8 @@ Tensor add_noise(const Tensor& x, double sigma2, Rng& rng) {
   return y;
 }
 
-// The benchmark setting of SPEC §3: the paper's GMM, normalised on training samples, and a
-// normalised test set.
+// The benchmark setting of docs/protocol.md, The GMM protocol: the paper's GMM, normalised on
+// training samples, and a normalised test set.
 struct PaperSetup {
   Gmm gmm;
   Tensor test;
@@ -400,10 +400,10 @@ TEST_CASE("SNR, LS and NMSE helpers", "[gmm]") {
   CHECK_THROWS_AS(dpm::datasets::nmse(Tensor::zeros({2, 2}), x), std::invalid_argument);
 }
 
-// Reference (SPEC §3): the authors' GMM draw, 10k test samples. Ours is another draw of the same
-// construction (RandomCovariance::paper) with 4000 test samples. Measured over 8 seeds (100k
-// train, 10k test samples each), CME NMSE mean / std across seeds (the std includes each run's
-// Monte-Carlo error, about .0005 .0062 .0027 .0007 .0001 at -20 -10 0 10 20 dB):
+// Reference (docs/protocol.md, The GMM protocol): the authors' GMM draw, 10k test samples. Ours is
+// another draw of the same construction (RandomCovariance::paper) with 4000 test samples. Measured
+// over 8 seeds (100k train, 10k test samples each), CME NMSE mean / std across seeds (the std
+// includes each run's Monte-Carlo error, about .0005 .0062 .0027 .0007 .0001 at -20..20 dB):
 //   -20 dB .98648/.00036  -10 dB .7036/.0070  0 dB .2697/.0017  10 dB .0708/.00045
 //   20 dB .00941/.00005   30 dB .00099/<.00001;  LMMSE at 0 dB .4676/.0027.
 // The reference is one such draw + 10k-sample estimate (variance <= std^2); ours is another draw

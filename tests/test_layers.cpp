@@ -272,7 +272,7 @@ TEST_CASE("AvgPool and Upsample pick 1-D or 2-D by rank", "[layers]") {
   CHECK_THROWS_AS(Upsample(0), std::invalid_argument);
 }
 
-TEST_CASE("SinusoidalTimeEmbedding matches the SPEC formula", "[layers]") {
+TEST_CASE("SinusoidalTimeEmbedding matches the protocol's formula", "[layers]") {
   SinusoidalTimeEmbedding embedding(16);
   std::vector<int64_t> steps{0, 1, 7, 299, 9999};
   Variable e = embedding.forward(steps);
@@ -323,7 +323,8 @@ TEST_CASE("FiLM: h * (1 + scale) + shift from Linear(SiLU(temb)), gradcheck", "[
   CHECK_THROWS_AS(film.forward(random_input({2, 4, 5}, rng), temb), std::invalid_argument);
 }
 
-TEST_CASE("ResBlock: SPEC structure, bypass only when channels change, gradcheck", "[layers]") {
+TEST_CASE("ResBlock: the paper's structure, bypass only when channels change, gradcheck",
+          "[layers]") {
   Rng rng(9);
   ResBlock changing({.in_channels = 2, .out_channels = 3, .time_dim = 4, .spatial_dims = 1}, rng);
   ResBlock same({.in_channels = 3, .out_channels = 3, .time_dim = 4, .spatial_dims = 2}, rng);

@@ -45,7 +45,7 @@ UNetOptions small_unet_1d() {
 
 }  // namespace
 
-TEST_CASE("parameter counts match the paper (SPEC §3)", "[models]") {
+TEST_CASE("parameter counts match the paper (docs/protocol.md, The U-Net)", "[models]") {
   Rng rng(0);
   CHECK(UNet(UNetOptions::paper_1d(), rng).parameter_count() == 1494529);
   CHECK(UNet(UNetOptions::paper_2d(), rng).parameter_count() == 1061441);

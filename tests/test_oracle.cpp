@@ -205,8 +205,8 @@ TEST_CASE("stepwise CME, its Jacobian and ||J_t|| against differences and a Jaco
 
     std::vector<double> norms = oracle.stepwise_jacobian_norm(x, t);
     REQUIRE(norms.size() == static_cast<size_t>(rows));
-    // SPEC §4: J_t = Cov(x_{t-1} | x_t) sqrt(alpha_t) / beta_t >= c_t I, c_t the
-    // hyperparameter-only lower bound, so every eigenvalue is at least c_t.
+    // docs/protocol.md, Lipschitz facts: J_t = Cov(x_{t-1} | x_t) sqrt(alpha_t) / beta_t >= c_t I,
+    // c_t the hyperparameter-only lower bound, so every eigenvalue is at least c_t.
     const double c_t = std::sqrt(alpha) * (1 - schedule.abar(t - 1)) / (1 - abar);
     for (int64_t i = 0; i < rows; ++i) {
       std::vector<double> j(jacobian.begin() + i * n * n, jacobian.begin() + (i + 1) * n * n);

@@ -139,8 +139,9 @@ TEST_CASE("estimator names round-trip and the SNR matching follows the chosen co
   CHECK_THROWS_WITH(Estimator::parse("tweedie+beta"), Catch::Contains("unknown option 'beta'"));
   CHECK_THROWS_WITH(Estimator::parse("posterior-mean-M0"), Catch::Contains("positive integer"));
 
-  // SPEC §3: at T = 300 the authors' code uses t_hat - 1 network evaluations, about 278 at
-  // -20 dB, 107 at 0 dB and 39 at 10 dB; our default starts at t_hat itself.
+  // docs/protocol.md, The denoiser: at T = 300 the authors' code uses t_hat - 1 network
+  // evaluations, about 278 at -20 dB, 107 at 0 dB and 39 at 10 dB; our default starts at t_hat
+  // itself.
   Schedule schedule = Schedule::paper_linear(300);
   LinearPredictor predictor;
   Rng rng(1);
@@ -255,10 +256,11 @@ TEST_CASE("Gaussian prior with eps*: Tweedie and mean forwarding are the CME at 
 
   // A float32 network path: x is rounded to float32 (relative 2^-24) before each of the t_hat
   // evaluations and eps comes back rounded. For a Gaussian prior ||J_t|| <= 1 / sqrt(alpha_t)
-  // (SPEC section 4), so a rounding of x_t is amplified by at most 1 / sqrt(abar_{t-1}) on its way
-  // to x_0, while x_t itself is ~sqrt(abar_t) times the signal's scale: each step contributes about
-  // 2^-24 relative to the output, and the sum stays below t_hat * 2^-24 (6.4e-6 for t_hat = 108;
-  // observed ~3e-9, the roundings being independent and mostly contracted).
+  // (docs/protocol.md, Lipschitz facts), so a rounding of x_t is amplified by at most
+  // 1 / sqrt(abar_{t-1}) on its way to x_0, while x_t itself is ~sqrt(abar_t) times the signal's
+  // scale: each step contributes about 2^-24 relative to the output, and the sum stays below
+  // t_hat * 2^-24 (6.4e-6 for t_hat = 108; observed ~3e-9, the roundings being independent and
+  // mostly contracted).
   Schedule schedule = Schedule::paper_linear(300);
   GmmOracle exact(g, schedule);
   Float32Path network_like(exact);
@@ -273,9 +275,9 @@ TEST_CASE("Gaussian prior with eps*: Tweedie and mean forwarding are the CME at 
   CHECK(float_error > 0.0);
 }
 
-TEST_CASE("1-D two-mode GMM with eps*: SPEC section 3's figures", "[denoiser]") {
+TEST_CASE("1-D two-mode GMM with eps*: the reference figures", "[denoiser]") {
   // The prior 0.5 N(-1, 0.05) + 0.5 N(1, 0.05) as it stands (average power 1.05, NOT normalised
-  // to 1) with sigma^2 = 10^(-SNR_dB / 10): SPEC's figures are for the raw mixture. With 2M
+  // to 1) with sigma^2 = 10^(-SNR_dB / 10): the reference figures are for the raw mixture. With 2M
   // samples the CME's NMSE is 0.9046 / 0.4470 raw but 0.9087 / 0.4615 normalised at -10 / 0 dB,
   // against the reference 0.900 / 0.450.
   Gmm g;
@@ -284,8 +286,8 @@ TEST_CASE("1-D two-mode GMM with eps*: SPEC section 3's figures", "[denoiser]") 
   g.weights = {0.5, 0.5};
   g.means = {-1.0, 1.0};
   g.covariances = {0.05, 0.05};
-  // T = 50: SPEC gives the figures as alike for T = 50..5000, and it keeps the M = 64 Monte-Carlo
-  // mean (64 * t_hat evaluations) fast.
+  // T = 50: the reference gives the figures as alike for T = 50..5000, and it keeps the M = 64
+  // Monte-Carlo mean (64 * t_hat evaluations) fast.
   Schedule schedule = Schedule::paper_linear(50);
   GmmOracle oracle(g, schedule);
   const int64_t samples = 10000;
@@ -308,9 +310,9 @@ TEST_CASE("1-D two-mode GMM with eps*: SPEC section 3's figures", "[denoiser]") 
 
   // Tolerance. Our figures and the reference's are both Monte-Carlo estimates. Ours carry the
   // standard error se over `samples` test points; the reference's sample count is not stated, so
-  // we take the paper's test-set size (10k, SPEC §3), whose standard error is about
-  // se * sqrt(samples / 10k). A figure passes when it is within 3 standard errors of the
-  // difference: |ours - reference| <= 3 sqrt(se^2 + se_ref^2).
+  // we take the paper's test-set size (10k, docs/protocol.md, The GMM protocol), whose standard
+  // error is about se * sqrt(samples / 10k). A figure passes when it is within 3 standard errors of
+  // the difference: |ours - reference| <= 3 sqrt(se^2 + se_ref^2).
   const double reference_samples = 10000;
   auto check_figure = [&](const std::string& name, double snr_db, double reference) {
     const auto e = find(name, snr_db);

@@ -405,7 +405,7 @@ TEST_CASE("SiLU and GELU constants are max |f'|", "[spectral][const]") {
   }
   CHECK(silu_max == Approx(kSiluLipschitz).epsilon(1e-9));
   CHECK(gelu_max == Approx(kGeluLipschitz).epsilon(1e-9));
-  CHECK(kSiluLipschitz == Approx(1.09984).epsilon(1e-5));  // SPEC §4's values
+  CHECK(kSiluLipschitz == Approx(1.09984).epsilon(1e-5));  // docs/protocol.md's values
   CHECK(kGeluLipschitz == Approx(1.12890).epsilon(1e-5));
 
   // Float: the engine's own derivatives (one backward of sum f(x)) on [-8, 8].

@@ -13,7 +13,8 @@ mean(abar_t). S is the mixture covariance sum_k w_k (C_k + mu_k mu_k^T) - m m^T 
 
 Example (numpy comes with Debian's python3-numpy, a dependency of python3-torch):
   /usr/bin/python3 tools/linear_baseline_loss.py runs/issue4/gmm/gmm.safetensors --T 300
-Only the paper-linear schedule (SPEC §3: beta_1 = 1/(1 + 10^4), beta_T from its table) is built in.
+Only the paper-linear schedule (docs/protocol.md, Schedules: beta_1 = 1/(1 + 10^4), beta_T from its
+table) is built in.
 """
 import argparse
 import json

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch twins of dpmlab's noise networks (SPEC section 3), for cross-checking the C++ engine.
+"""PyTorch twins of dpmlab's networks (docs/protocol.md, The U-Net), to cross-check the C++ engine.
 
 The U-Net (1-D or 2-D, BatchNorm or GroupNorm, optional self-attention) and the residual MLP
 are built from the same config JSON that dpmlab stores in a checkpoint's

@@ -1,15 +1,15 @@
 #pragma once
 // AutoLip-style upper bounds on the Lipschitz constant of a whole network in x at a fixed t,
-// propagated through its graph with the rules of SPEC §4: a linear layer multiplies by its
-// operator norm, a sum adds (a residual block h + g(h) gives 1 + L_g), a concatenation of two
-// branches gives sqrt(L1^2 + L2^2), activations, pooling, upsampling, eval-mode BatchNorm and
-// FiLM multiply by their constants (nn/lipschitz/constants.hpp). The time path does not enter:
-// at fixed t the time embedding is a constant. The plain product of all layer norms is no bound
-// for residual nets (it drops the identity paths), hence the graph walk.
+// propagated through its graph with the rules of docs/protocol.md, Lipschitz facts: a linear layer
+// multiplies by its operator norm, a sum adds (a residual block h + g(h) gives 1 + L_g), a
+// concatenation of two branches gives sqrt(L1^2 + L2^2), activations, pooling, upsampling,
+// eval-mode BatchNorm and FiLM multiply by their constants (nn/lipschitz/constants.hpp). The time
+// path does not enter: at fixed t the time embedding is a constant. The plain product of all layer
+// norms is no bound for residual nets (it drops the identity paths), hence the graph walk.
 //
-// Rules exist for the ResidualMLP and the U-Net (SPEC §3). There is no finite bound with
-// GroupNorm (it divides by each sample's own spread) or self-attention (dot-product attention is
-// not globally Lipschitz); those report none and say why.
+// Rules exist for the ResidualMLP and the U-Net (docs/protocol.md, The U-Net). There is no finite
+// bound with GroupNorm (it divides by each sample's own spread) or self-attention (dot-product
+// attention is not globally Lipschitz); those report none and say why.
 #include <map>
 #include <string>
 #include <vector>

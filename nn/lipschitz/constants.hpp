@@ -1,5 +1,6 @@
 #pragma once
-// Lipschitz constants (l2 operator norms) of the fixed and per-channel layers (SPEC §4).
+// Lipschitz constants (l2 operator norms) of the fixed and per-channel layers (docs/protocol.md,
+// Lipschitz facts).
 #include <vector>
 
 #include "autograd/tensor.hpp"

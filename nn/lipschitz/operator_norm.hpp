@@ -1,8 +1,9 @@
 #pragma once
 // Operator norms of linear layers by power iteration on A^T A with persistent (warm) vectors
-// (SPEC §4). With v a unit vector and u = A v / ||A v||, sigma = u^T A v = ||A v|| is a lower
-// estimate of ||A|| that rises to it as v converges to the top right singular vector; vectors
-// kept between calls make a couple of iterations per call enough while weights drift slowly.
+// (docs/protocol.md, Lipschitz facts). With v a unit vector and u = A v / ||A v||,
+// sigma = u^T A v = ||A v|| is a lower estimate of ||A|| that rises to it as v converges to the top
+// right singular vector; vectors kept between calls make a couple of iterations per call enough
+// while weights drift slowly.
 //
 // A conv layer is measured as the linear map it is at the input size it sees (ConvMap: the
 // forward kernel without bias, and its adjoint, the backward-data kernel), not through the
