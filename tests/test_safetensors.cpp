@@ -291,6 +291,47 @@ TEST_CASE("safetensors reader rejects hostile and corrupt files with a clear err
   CHECK_THAT(read_error(dir.path.string()), Catch::Contains("not a regular file"));
 }
 
+TEST_CASE("safetensors reader takes int64 tensors as float32 only when asked", "[safetensors]") {
+  auto int64_bytes = [](std::initializer_list<int64_t> values) {
+    std::string bytes;
+    for (int64_t v : values) bytes.append(reinterpret_cast<const char*>(&v), sizeof(int64_t));
+    return bytes;
+  };
+  const std::string mixed =
+      R"({"n":{"dtype":"I64","shape":[3],"data_offsets":[0,24]},)"
+      R"("w":{"dtype":"F32","shape":[1],"data_offsets":[24,28]}})";
+  const dpm::SafetensorsReadOptions int64_as_float32{.int64_as_float32 = true};
+
+  SafeTensors file = dpm::read_safetensors_from_memory(
+      file_with(mixed, int64_bytes({7, -16777216, 16777216}) + float_bytes({0.5f})), "mixed",
+      int64_as_float32);
+  CHECK(file.get("n").to_vector() == std::vector<float>{7, -16777216, 16777216});
+  CHECK(file.get("w").to_vector() == std::vector<float>{0.5f});
+
+  CHECK_THROWS_WITH(dpm::read_safetensors_from_memory(
+                        file_with(mixed, int64_bytes({7, 0, 0}) + float_bytes({0.5f})), "mixed"),
+                    Catch::Contains("tensor 'n'") && Catch::Contains("only \"F32\" (float32)"));
+  CHECK_THROWS_WITH(
+      dpm::read_safetensors_from_memory(
+          file_with(mixed, int64_bytes({7, 16777217, 0}) + float_bytes({0.5f})), "mixed",
+          int64_as_float32),
+      Catch::Contains("tensor 'n'") && Catch::Contains("16777217 at index 1") &&
+          Catch::Contains("beyond 2^24"));
+  // An int64 takes 8 bytes: a shape [3] spans 24, not 12.
+  CHECK_THROWS_WITH(
+      dpm::read_safetensors_from_memory(
+          file_with(R"({"n":{"dtype":"I64","shape":[3],"data_offsets":[0,12]}})",
+                    int64_bytes({1}) + "abcd"),
+          "short", int64_as_float32),
+      Catch::Contains("[3] has 3 elements (24 bytes)") && Catch::Contains("span 12 bytes"));
+  CHECK_THROWS_WITH(
+      dpm::read_safetensors_from_memory(
+          file_with(R"({"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", "abcdefgh"),
+          "f64", int64_as_float32),
+      Catch::Contains("tensor 'd'") && Catch::Contains("\"F64\"") &&
+          Catch::Contains("\"I64\" (int64)"));
+}
+
 TEST_CASE("safetensors writer rejects bad input", "[safetensors]") {
   TempDir dir;
   std::string path = dir.file("bad.safetensors");

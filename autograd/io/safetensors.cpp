@@ -29,6 +29,8 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr uint64_t kBytesPerElement = sizeof(float);
+// The largest magnitude up to which every integer is a float32.
+constexpr int64_t kLargestExactFloatInteger = int64_t{1} << 24;
 // Parse-time budget: a valid entry takes about 15 JSON values, so this bounds the memory a hostile
 // header can make the parser allocate without limiting any real checkpoint.
 constexpr int64_t kMaxJsonValues = 32 * kSafetensorsMaxTensors;
@@ -233,6 +235,7 @@ struct TensorEntry {
   Shape shape;
   uint64_t begin = 0;
   uint64_t end = 0;
+  bool int64 = false;  // stored as "I64", converted to float32 when read
 };
 
 // Rejects, while parsing, what no safetensors header contains and what would make the parser
@@ -331,7 +334,7 @@ Shape parse_shape(const Json& json, const std::string& name, const std::string& 
 }
 
 TensorEntry parse_entry(const std::string& name, const Json& json, uint64_t data_size,
-                        const std::string& path) {
+                        const std::string& path, const SafetensorsReadOptions& options) {
   if (!json.is_object())
     fail_tensor(path, name,
                 "entry is of type " + std::string(json.type_name()) +
@@ -344,10 +347,16 @@ TensorEntry parse_entry(const std::string& name, const Json& json, uint64_t data
       fail_tensor(path, name, std::string("missing field '") + field + "'");
 
   const Json& dtype = json.at("dtype");
-  if (dtype != "F32")
-    fail_tensor(path, name, "dtype is " + dtype.dump() + ", only \"F32\" (float32) is supported");
+  const bool int64 = options.int64_as_float32 && dtype == "I64";
+  if (dtype != "F32" && !int64)
+    fail_tensor(path, name,
+                "dtype is " + dtype.dump() +
+                    (options.int64_as_float32
+                         ? ", only \"F32\" (float32) and \"I64\" (int64) are supported"
+                         : ", only \"F32\" (float32) is supported"));
 
   TensorEntry entry{name, parse_shape(json.at("shape"), name, path)};
+  entry.int64 = int64;
 
   const Json& offsets = json.at("data_offsets");
   std::optional<uint64_t> begin, end;
@@ -368,13 +377,14 @@ TensorEntry parse_entry(const std::string& name, const Json& json, uint64_t data
   entry.begin = *begin;
   entry.end = *end;
 
-  // numel * 4 cannot overflow here: numel fits in int64 and the byte range is at most data_size.
+  // Compared by division, so nothing overflows; numel * element_bytes is only printed.
+  const uint64_t element_bytes = int64 ? sizeof(int64_t) : kBytesPerElement;
   uint64_t numel = static_cast<uint64_t>(entry.shape.numel());
   uint64_t bytes = entry.end - entry.begin;
-  if (bytes % kBytesPerElement != 0 || bytes / kBytesPerElement != numel)
+  if (bytes % element_bytes != 0 || bytes / element_bytes != numel)
     fail_tensor(path, name,
                 "shape " + entry.shape.str() + " has " + std::to_string(numel) + " elements (" +
-                    std::to_string(numel * kBytesPerElement) + " bytes), but data_offsets " +
+                    std::to_string(numel * element_bytes) + " bytes), but data_offsets " +
                     offsets.dump() + " span " + std::to_string(bytes) + " bytes");
   return entry;
 }
@@ -414,7 +424,23 @@ uint64_t decode_le64(const unsigned char bytes[8]) {
   return value;
 }
 
-SafeTensors read_safetensors_from(ByteSource& in) {
+// Reads an "I64" tensor's data and converts it to float32, which must hold every value exactly.
+Tensor read_int64_tensor(ByteSource& in, const TensorEntry& entry) {
+  std::vector<int64_t> values(static_cast<size_t>(entry.shape.numel()));
+  in.read_exactly(values.data(), entry.end - entry.begin, "the data of tensor '" + entry.name + "'");
+  Tensor tensor = Tensor::empty(entry.shape);
+  float* out = tensor.data();
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] > kLargestExactFloatInteger || values[i] < -kLargestExactFloatInteger)
+      fail_tensor(in.source(), entry.name,
+                  "int64 value " + std::to_string(values[i]) + " at index " + std::to_string(i) +
+                      " is beyond 2^24 in magnitude, so float32 cannot hold it exactly");
+    out[i] = static_cast<float>(values[i]);
+  }
+  return tensor;
+}
+
+SafeTensors read_safetensors_from(ByteSource& in, const SafetensorsReadOptions& options) {
   const std::string& path = in.source();
   const uint64_t file_size = in.size();
   if (file_size < 8)
@@ -445,12 +471,16 @@ SafeTensors read_safetensors_from(ByteSource& in) {
     if (key == kMetadataKey)
       result.metadata = parse_metadata(value, path);
     else
-      entries.push_back(parse_entry(key, value, data_size, path));
+      entries.push_back(parse_entry(key, value, data_size, path, options));
   }
   check_data_layout(entries, data_size, path);
 
   // Only now, with every size proven to fit inside the file, is memory allocated.
   for (const TensorEntry& entry : entries) {
+    if (entry.int64) {
+      result.tensors.emplace_back(entry.name, read_int64_tensor(in, entry));
+      continue;
+    }
     Tensor tensor = Tensor::empty(entry.shape);
     in.read_exactly(tensor.data(), entry.end - entry.begin,
                     "the data of tensor '" + entry.name + "'");
@@ -485,7 +515,7 @@ void write_safetensors(const std::string& path,
   out.commit();
 }
 
-SafeTensors read_safetensors(const std::string& path) {
+SafeTensors read_safetensors(const std::string& path, const SafetensorsReadOptions& options) {
   FilePtr file(std::fopen(path.c_str(), "rb"));
   if (!file) fail(path, "cannot open: " + errno_text());
   struct stat info {};
@@ -493,12 +523,13 @@ SafeTensors read_safetensors(const std::string& path) {
   // A directory, pipe or device has no trustworthy size (and /dev/zero never ends).
   if (!S_ISREG(info.st_mode)) fail(path, "not a regular file");
   FileSource source(file.get(), path, static_cast<uint64_t>(info.st_size));
-  return read_safetensors_from(source);
+  return read_safetensors_from(source, options);
 }
 
-SafeTensors read_safetensors_from_memory(std::string_view bytes, const std::string& source) {
+SafeTensors read_safetensors_from_memory(std::string_view bytes, const std::string& source,
+                                         const SafetensorsReadOptions& options) {
   MemorySource memory(bytes, source);
-  return read_safetensors_from(memory);
+  return read_safetensors_from(memory, options);
 }
 
 }  // namespace dpm

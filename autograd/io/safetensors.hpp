@@ -1,5 +1,6 @@
 #pragma once
-// The safetensors file format (Hugging Face's pickle-free tensor container), float32 only:
+// The safetensors file format (Hugging Face's pickle-free tensor container), float32 (and, on
+// request, int64 read as float32):
 //   8 bytes  little-endian u64 N, the header length
 //   N bytes  UTF-8 JSON: {"__metadata__": {str: str}, "name": {"dtype": "F32", "shape": [..],
 //            "data_offsets": [begin, end]}, ...}, padded with spaces to a multiple of 8 bytes
@@ -44,10 +45,18 @@ void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-SafeTensors read_safetensors(const std::string& path);
+struct SafetensorsReadOptions {
+  // A PyTorch state_dict holds BatchNorm's step counter num_batches_tracked as int64 ("I64"):
+  // with this set such tensors are read as float32, exactly (a value beyond 2^24 in magnitude
+  // is an error naming the tensor). dpmlab writes float32 only, so its own files never need it.
+  bool int64_as_float32 = false;
+};
+
+SafeTensors read_safetensors(const std::string& path, const SafetensorsReadOptions& options = {});
 // The same reader on bytes already in memory (e.g. a fuzzer's input); `source` names them in
 // error messages and in SafeTensors::source.
 SafeTensors read_safetensors_from_memory(std::string_view bytes,
-                                         const std::string& source = "<memory>");
+                                         const std::string& source = "<memory>",
+                                         const SafetensorsReadOptions& options = {});
 
 }  // namespace dpm
