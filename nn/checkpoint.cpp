@@ -27,26 +27,20 @@ void load_state(Module& module, const std::string& path) {
   load_state(module, read_safetensors(path));
 }
 
-void load_state(Module& module, const SafeTensors& file) {
+std::vector<std::string> state_mismatches(const Module& module, const SafeTensors& file) {
   std::unordered_map<std::string, const Tensor*> stored;
   for (const auto& [name, tensor] : file.tensors) stored.emplace(name, &tensor);
-
-  // Check everything before copying anything, so a mismatched file leaves the module as it was.
-  std::vector<std::pair<Tensor, const Tensor*>> copies;
   std::vector<std::string> problems;
-  for (auto& [name, destination] : state_tensors(module)) {
+  for (const auto& [name, destination] : state_tensors(module)) {
     auto found = stored.find(name);
     if (found == stored.end()) {
       problems.push_back("missing tensor '" + name + "' (expected shape " +
                          destination.shape().str() + ")");
       continue;
     }
-    const Tensor& source = *found->second;
-    if (source.shape() != destination.shape())
-      problems.push_back("tensor '" + name + "' has shape " + source.shape().str() + ", expected " +
-                         destination.shape().str());
-    else
-      copies.emplace_back(destination, &source);
+    if (found->second->shape() != destination.shape())
+      problems.push_back("tensor '" + name + "' has shape " + found->second->shape().str() +
+                         ", expected " + destination.shape().str());
     stored.erase(found);
   }
   // Reported in file order, which is deterministic (the map above is not).
@@ -54,14 +48,21 @@ void load_state(Module& module, const SafeTensors& file) {
     if (stored.count(name))
       problems.push_back("unexpected tensor '" + name + "' (shape " + tensor.shape().str() +
                          ") that " + module.type_name() + " does not have");
+  return problems;
+}
 
+void load_state(Module& module, const SafeTensors& file) {
+  // Check everything before copying anything, so a mismatched file leaves the module as it was.
+  const std::vector<std::string> problems = state_mismatches(module, file);
   if (!problems.empty()) {
     std::string message =
         "checkpoint '" + file.source + "' does not match " + module.type_name() + ": ";
     for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
     throw std::runtime_error(message);
   }
-  for (auto& [destination, source] : copies) destination.copy_(*source);
+  std::unordered_map<std::string, const Tensor*> stored;
+  for (const auto& [name, tensor] : file.tensors) stored.emplace(name, &tensor);
+  for (auto& [name, destination] : state_tensors(module)) destination.copy_(*stored.at(name));
 }
 
 nlohmann::json read_config(const SafeTensors& file) {

@@ -28,6 +28,11 @@ void save_state(const std::string& path, const Module& module,
 void save_model(const std::string& path, const NoiseModel& model,
                 std::map<std::string, std::string> metadata = {});
 
+// How a file's tensors differ from the module's parameters and buffers: each missing or
+// mis-shaped tensor in the module's order, then each unexpected one in the file's order, as
+// "missing tensor 'a.weight' (expected shape [4, 2])" etc.; empty when they match exactly.
+std::vector<std::string> state_mismatches(const Module& module, const SafeTensors& file);
+
 // Strict, like PyTorch's load_state_dict(strict=True): the file must hold exactly the module's
 // parameters and buffers with equal shapes, else std::runtime_error lists every missing,
 // unexpected and mis-shaped tensor (naming the file) and the module is left untouched. Values are
