@@ -233,10 +233,8 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
   TrainerOptions options = config.trainer;
   options.lr_schedule = config.lr_schedule;
   if (options.lr_schedule) options.lr_schedule->base_lr = config.optimizer.lr;
-  options.checkpoint_metadata = {{nn::kConfigMetadataKey, model->config().dump()},
-                                 {kScheduleMetadataKey, schedule.to_json().dump()},
-                                 {kObjectiveMetadataKey, config.objective.to_json().dump()},
-                                 {kTrainingConfigMetadataKey, config.to_json().dump()}};
+  options.checkpoint_metadata = dpm_checkpoint_metadata(*model, schedule, config.objective);
+  options.checkpoint_metadata[kTrainingConfigMetadataKey] = config.to_json().dump();
   for (const auto& [key, value] : extras.checkpoint_metadata)
     if (!options.checkpoint_metadata.emplace(key, value).second)
       throw std::invalid_argument("train_dpm: extra checkpoint metadata key '" + key +
@@ -264,6 +262,22 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
   else if (trainer.ema())
     trainer.ema()->swap();  // the trainer goes away with this scope: leave the average in place
   return {model, schedule, objective, result};
+}
+
+std::map<std::string, std::string> dpm_checkpoint_metadata(
+    const nn::NoiseModel& model, const diffusion::Schedule& schedule,
+    const diffusion::ObjectiveOptions& objective) {
+  return {{nn::kConfigMetadataKey, model.config().dump()},
+          {kScheduleMetadataKey, schedule.to_json().dump()},
+          {kObjectiveMetadataKey, objective.to_json().dump()}};
+}
+
+void save_dpm_checkpoint(const std::string& path, const DpmCheckpoint& checkpoint) {
+  std::map<std::string, std::string> metadata = checkpoint.metadata;
+  for (auto& [key, value] :
+       dpm_checkpoint_metadata(*checkpoint.model, checkpoint.schedule, checkpoint.objective))
+    metadata[key] = std::move(value);
+  nn::save_state(path, *checkpoint.model, metadata);
 }
 
 DpmCheckpoint load_dpm_checkpoint(const std::string& path) {

@@ -97,8 +97,17 @@ struct DpmCheckpoint {
   std::map<std::string, std::string> metadata;
 };
 
+// The entries train_dpm writes into every checkpoint's metadata and load_dpm_checkpoint reads:
+// the model config, the schedule and the objective (whose target is the network's output).
+std::map<std::string, std::string> dpm_checkpoint_metadata(
+    const nn::NoiseModel& model, const diffusion::Schedule& schedule,
+    const diffusion::ObjectiveOptions& objective);
+
 // Throws std::runtime_error naming the file when a needed metadata entry is absent or invalid.
 DpmCheckpoint load_dpm_checkpoint(const std::string& path);
+// Writes what load_dpm_checkpoint reads back: the model's state, and its metadata with the
+// dpm_checkpoint_metadata entries set from the checkpoint's fields (atomically, like every save).
+void save_dpm_checkpoint(const std::string& path, const DpmCheckpoint& checkpoint);
 
 // A NoisePredictor over the checkpoint's model, with its schedule and output parameterisation.
 std::shared_ptr<diffusion::NetworkPredictor> make_predictor(const DpmCheckpoint& checkpoint,
