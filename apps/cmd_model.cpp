@@ -1,5 +1,5 @@
-// dpmlab model summary | init: build a model from the command line, then print its layer table
-// or save it freshly initialised as a checkpoint.
+// dpmlab model summary | init | import: build a model from the command line, then print its
+// layer table, save it freshly initialised as a checkpoint, or load a PyTorch state_dict into it.
 #include <cstdint>
 #include <iostream>
 #include <memory>
@@ -7,10 +7,14 @@
 #include <vector>
 
 #include "apps/commands.hpp"
+#include "apps/common.hpp"
+#include "apps/flag_config.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/noise_model.hpp"
 #include "nn/summary.hpp"
 #include "nn/unet.hpp"
+#include "trainers/dpm_training.hpp"
+#include "trainers/model_import.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -28,9 +32,9 @@ struct ArchArgs {
   uint64_t seed = 0;
 };
 
-// The options whose use depends on --arch, checked once parsing is done.
+// --arch, and the options whose use depends on it, checked once parsing is done.
 struct ArchOptions {
-  CLI::Option *length, *size, *dim, *norm, *attention, *conditioning;
+  CLI::Option *arch, *length, *size, *dim, *norm, *attention, *conditioning;
 };
 
 struct BuiltModel {
@@ -39,10 +43,9 @@ struct BuiltModel {
 };
 
 ArchOptions add_arch_options(CLI::App* command, ArchArgs& args) {
-  command->add_option("--arch", args.arch, "Architecture")
-      ->required()
-      ->check(CLI::IsMember({"unet1d", "unet2d", "mlp"}));
   ArchOptions options{};
+  options.arch = command->add_option("--arch", args.arch, "Architecture")
+                     ->check(CLI::IsMember({"unet1d", "unet2d", "mlp"}));
   options.length = command->add_option("--length", args.length, "Vector length (unet1d)")
                        ->check(kSizeRange)
                        ->capture_default_str();
@@ -132,6 +135,7 @@ void register_summary_command(CLI::App* model) {
       "  dpmlab model summary --arch unet2d --size 28 --depth 4\n"
       "  dpmlab model summary --arch mlp --dim 64");
   ArchOptions options = add_arch_options(summary, args->arch);
+  options.arch->required();
   summary->add_option("--depth", args->depth, "Deepest module level listed (-1: all)")
       ->check(CLI::Range(-1, 100))
       ->capture_default_str();
@@ -155,6 +159,7 @@ void register_init_command(CLI::App* model) {
       "safetensors checkpoint.\n"
       "Example: dpmlab model init --arch unet1d --seed 1 --out unet1d.safetensors");
   ArchOptions options = add_arch_options(init, args->arch);
+  options.arch->required();
   init->add_option("--out", args->out, "Checkpoint to write")->required();
   init->callback([=] {
     check_arch_options(options, args->arch.arch);
@@ -162,6 +167,85 @@ void register_init_command(CLI::App* model) {
     nn::save_model(args->out, *built.model);
     std::cout << "wrote " << args->out << " (" << built.model->parameter_count()
               << " parameters, config " << built.model->config().dump() << ")\n";
+  });
+}
+
+struct ImportArgs {
+  ArchArgs arch;
+  std::string state_dict, config_file, schedule, target, out;
+  int64_t T = 0;
+};
+
+// The model, schedule and objective from --config (a `dpmlab train` config) or the defaults,
+// with the architecture flags and --schedule, --T, --target over them.
+train::DpmTrainingConfig import_config(const ImportArgs& args, const ArchOptions& arch,
+                                       const CLI::App* command) {
+  train::DpmTrainingConfig config;
+  if (!args.config_file.empty()) {
+    CommonArgs common;
+    common.config_file = args.config_file;
+    const nlohmann::json file = read_config_file(common);
+    config = as_usage_error("--config", [&] {
+      try {
+        return train::DpmTrainingConfig::from_json(file);
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(args.config_file + ": " + e.what());
+      }
+    });
+  }
+  if (arch.arch->count() > 0) config.model = build_model(args.arch).model->config();
+  if (flag_given(command, "--schedule")) config.schedule["kind"] = args.schedule;
+  if (flag_given(command, "--T")) config.schedule["T"] = args.T;
+  if (flag_given(command, "--target"))
+    config.objective.target = diffusion::parse_prediction_target(args.target);
+  return config;
+}
+
+void register_import_command(CLI::App* model) {
+  auto args = std::make_shared<ImportArgs>();
+  CLI::App* import_command = model->add_subcommand(
+      "import",
+      "Turn a PyTorch state_dict of a twin network (tools/torch_reference.py, saved with "
+      "safetensors.torch.save_file) into a dpmlab checkpoint: every tensor name and shape is "
+      "checked against the model of --arch and its flags (as model init takes them) or of "
+      "--config (a train config such as a run's config.used.json), and the schedule and the "
+      "prediction target are stored beside the weights.\n"
+      "Example: dpmlab model import --state-dict twin.safetensors --arch mlp --dim 64 "
+      "--schedule paper_linear --T 300 --target eps --out mlp.safetensors");
+  import_command->add_option("--state-dict", args->state_dict, "safetensors state_dict to import")
+      ->required()
+      ->check(CLI::ExistingFile);
+  ArchOptions options = add_arch_options(import_command, args->arch);
+  import_command
+      ->add_option("--config", args->config_file,
+                   "train config JSON whose model, schedule and objective are used")
+      ->check(CLI::ExistingFile)
+      ->excludes(options.arch);
+  import_command->add_option("--schedule", args->schedule, "noise schedule (default: paper_linear)")
+      ->check(CLI::IsMember({"paper_linear", "ddpm_linear", "cosine"}));
+  import_command->add_option("--T", args->T, "diffusion steps (default: 300)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  import_command->add_option("--target", args->target, "what the network predicts (default: eps)")
+      ->check(CLI::IsMember({"eps", "x0", "v"}));
+  import_command->add_option("--out", args->out, "dpmlab checkpoint to write")->required();
+  import_command->callback([=] {
+    if (options.arch->count() == 0 && args->config_file.empty())
+      throw CLI::ValidationError("--arch", "give the architecture: --arch (with its flags) or "
+                                           "--config");
+    check_arch_options(options, args->arch.arch);
+    const train::DpmTrainingConfig config = import_config(*args, options, import_command);
+    const diffusion::Schedule schedule = as_usage_error(
+        "--schedule", [&] { return diffusion::Schedule::from_json(config.schedule); });
+    // A bad model config or an objective that does not fit the schedule.
+    const train::DpmCheckpoint checkpoint = as_usage_error(
+        args->config_file.empty() ? "--arch" : "--config", [&] {
+      return train::import_state_dict(args->state_dict, config.model, schedule, config.objective);
+    });
+    train::save_dpm_checkpoint(args->out, checkpoint);
+    std::cout << "wrote " << args->out << " (" << checkpoint.model->parameter_count()
+              << " parameters, config " << checkpoint.model->config().dump() << ", schedule "
+              << schedule.to_json().dump() << ", target "
+              << diffusion::prediction_target_name(checkpoint.objective.target) << ")\n";
   });
 }
 
@@ -174,6 +258,7 @@ void register_model_command(CLI::App& app) {
   model->require_subcommand(1);
   register_summary_command(model);
   register_init_command(model);
+  register_import_command(model);
   register_model_check_command(*model);
 }
 
