@@ -1,8 +1,31 @@
 #include "autograd/shape.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace dpm {
+namespace {
+
+std::string bracketed(const int64_t* values, int count) {
+  std::string s = "[";
+  for (int i = 0; i < count; ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Strides::Strides(std::initializer_list<int64_t> steps) {
+  if (steps.size() > kMaxDims)
+    throw std::invalid_argument("Strides: " + std::to_string(steps.size()) +
+                                " dimensions given, at most " + std::to_string(kMaxDims) +
+                                " supported");
+  ndim_ = static_cast<int>(steps.size());
+  std::copy(steps.begin(), steps.end(), steps_.begin());
+}
+
+std::string Strides::str() const {
+  return bracketed(steps_.data(), ndim_);
+}
 
 Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::vector<int64_t>(dims)) {}
 
@@ -29,8 +52,8 @@ int Shape::normalize_dim(int dim) const {
   return d;
 }
 
-Shape Shape::contiguous_strides() const {
-  Shape strides = *this;
+Strides Shape::contiguous_strides() const {
+  Strides strides(ndim_);
   int64_t s = 1;
   for (int i = ndim_ - 1; i >= 0; --i) {
     strides[i] = s;
@@ -40,9 +63,7 @@ Shape Shape::contiguous_strides() const {
 }
 
 std::string Shape::str() const {
-  std::string s = "[";
-  for (int i = 0; i < ndim_; ++i) s += (i ? ", " : "") + std::to_string((*this)[i]);
-  return s + "]";
+  return bracketed(dims_.data(), ndim_);
 }
 
 bool Shape::operator==(const Shape& other) const {

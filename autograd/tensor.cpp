@@ -163,7 +163,8 @@ Tensor Tensor::permute(const std::vector<int>& dims) const {
   if (static_cast<int>(dims.size()) != ndim())
     throw std::invalid_argument("permute: " + std::to_string(dims.size()) +
                                 " dimensions given for a tensor of shape " + shape_.str());
-  Shape shape = shape_, strides = strides_;
+  Shape shape = shape_;
+  Strides strides = strides_;
   std::vector<bool> seen(dims.size(), false);
   for (int i = 0; i < ndim(); ++i) {
     int d = shape_.normalize_dim(dims[static_cast<size_t>(i)]);

@@ -29,7 +29,7 @@ class Tensor {
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
-  const Shape& strides() const { return strides_; }
+  const Strides& strides() const { return strides_; }
   int ndim() const { return shape_.ndim(); }
   int64_t numel() const { return shape_.numel(); }
   int64_t size(int dim) const { return shape_.size(dim); }
@@ -63,14 +63,14 @@ class Tensor {
   std::string str(int max_per_dim = 6) const;
 
  private:
-  Tensor(std::shared_ptr<float> storage, int64_t offset, Shape shape, Shape strides)
+  Tensor(std::shared_ptr<float> storage, int64_t offset, Shape shape, Strides strides)
       : storage_(std::move(storage)), offset_(offset), shape_(shape), strides_(strides) {}
   int64_t element_offset(std::initializer_list<int64_t> index) const;
 
   std::shared_ptr<float> storage_;
   int64_t offset_ = 0;
   Shape shape_;
-  Shape strides_;
+  Strides strides_;
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
@@ -78,7 +78,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 // Visits every element of t in row-major order, with its linear storage offset from t.data().
 // Used by the strided copy and printing; kernels work on contiguous data instead.
 template <typename F>
-void for_each_offset(const Shape& shape, const Shape& strides, F&& f) {
+void for_each_offset(const Shape& shape, const Strides& strides, F&& f) {
   int64_t n = shape.numel();
   if (n == 0) return;
   int nd = shape.ndim();

@@ -10,7 +10,8 @@ TEST_CASE("shape basics and broadcasting", "[tensor]") {
   CHECK(s.ndim() == 3);
   CHECK(s.numel() == 24);
   CHECK(s.size(-1) == 4);
-  CHECK(s.contiguous_strides() == Shape{12, 4, 1});
+  CHECK(s.contiguous_strides() == dpm::Strides{12, 4, 1});
+  CHECK(s.contiguous_strides().str() == "[12, 4, 1]");
   CHECK(dpm::broadcast_shapes(Shape{2, 1, 4}, Shape{3, 1}) == Shape{2, 3, 4});
   CHECK_THROWS_WITH(dpm::broadcast_shapes(Shape{2, 3}, Shape{4}),
                     Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
