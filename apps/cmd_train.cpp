@@ -89,7 +89,7 @@ TrainData load_train_data(const TrainArgs& args, uint64_t seed) {
   } else if (fs::is_directory(args.data)) {
     Tensor images = first_rows(
         datasets::load_image_folder(
-            args.data, args.color == "gray" ? datasets::ColorMode::Gray : datasets::ColorMode::Rgb),
+            args.data, args.color == "gray" ? datasets::ColorMode::gray : datasets::ColorMode::rgb),
         args.max_samples);
     const int64_t n = images.size(0);
     const int64_t n_val = n >= 2 ? std::max<int64_t>(1, n / 10) : 0;

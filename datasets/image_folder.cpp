@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 int channel_count(ColorMode color) {
-  return color == ColorMode::Gray ? 1 : 3;
+  return color == ColorMode::gray ? 1 : 3;
 }
 
 std::string size_str(int width, int height) {
@@ -166,7 +166,7 @@ void write_png_grid(const std::string& path, const Tensor& images, int columns, 
   const double range = static_cast<double>(high) - low;
   auto to_byte = [&](float v) {
     double x = v;
-    if (scaling == PixelScaling::MinMax) x = range > 0 ? (x - low) / range : 0.0;
+    if (scaling == PixelScaling::min_max) x = range > 0 ? (x - low) / range : 0.0;
     return static_cast<unsigned char>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0));
   };
 

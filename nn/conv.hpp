@@ -15,7 +15,7 @@ struct ConvOptions {
   int kernel_size = 3;
   int stride = 1;
   int padding = 0;  // per side; kernel_size / 2 keeps the length ('same') for odd kernels
-  PaddingMode padding_mode = PaddingMode::kZeros;
+  PaddingMode padding_mode = PaddingMode::zeros;
   bool bias = true;
 };
 

@@ -7,10 +7,10 @@
 
 namespace dpm::nn {
 
-enum class NormKind { kBatch, kGroup };
+enum class NormKind { batch, group };
 
 struct NormOptions {
-  NormKind kind = NormKind::kBatch;
+  NormKind kind = NormKind::batch;
   int groups = 8;  // GroupNorm only; must divide every normalised channel count
 };
 

@@ -108,7 +108,7 @@ UNet::UNet(const UNetOptions& options, Rng& rng) : NoiseModel("UNet"), options_(
                       .out_channels = out,
                       .kernel_size = 3,
                       .padding = 1,
-                      .padding_mode = PaddingMode::kReplicate},
+                      .padding_mode = PaddingMode::replicate},
                      rng);
   };
 

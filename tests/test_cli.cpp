@@ -647,7 +647,7 @@ TEST_CASE("train and sample on an image folder: samples.png", "[cli]") {
   INFO(sample.output);
   REQUIRE(sample.code == 0);
   const Tensor grid = dpm::datasets::load_image((tmp.path / "sample/samples.png").string(),
-                                                dpm::datasets::ColorMode::Gray);
+                                                dpm::datasets::ColorMode::gray);
   // 2 x 2 tiles of 8 x 8 with 2 pixels of padding around and between them.
   CHECK(grid.shape() == dpm::Shape{1, 22, 22});
   CHECK(

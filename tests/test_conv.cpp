@@ -21,8 +21,8 @@ using dpm::Variable;
 
 namespace {
 
-constexpr PaddingMode kZeros = PaddingMode::kZeros;
-constexpr PaddingMode kReplicate = PaddingMode::kReplicate;
+constexpr PaddingMode kZeros = PaddingMode::zeros;
+constexpr PaddingMode kReplicate = PaddingMode::replicate;
 
 // A conv case; two_d = false means a 1-D conv of length w (h is then ignored).
 struct ConvCase {

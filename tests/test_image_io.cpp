@@ -74,7 +74,7 @@ TEST_CASE("image folder loads RGB and gray PNGs sorted by name, values exact", "
   write_png(dir.file(".hidden.png"), pattern(9, 2, 2, 3), 2, 2, 3);
   fs::create_directories(dir.path / "sub.png");
 
-  Tensor images = load_image_folder(dir.path.string(), ColorMode::Rgb);
+  Tensor images = load_image_folder(dir.path.string(), ColorMode::rgb);
   REQUIRE(images.shape() == Shape{3, 3, h, w});
   const std::vector<size_t> sorted_source = {1, 2, 0};  // a.png, b.PNG, c.png
   for (int64_t n = 0; n < 3; ++n)
@@ -88,9 +88,9 @@ TEST_CASE("image folder loads RGB and gray PNGs sorted by name, values exact", "
   TempDir gray_dir;
   std::vector<unsigned char> gray = pattern(3, h, w, 1);
   write_png(gray_dir.file("g0.png"), gray, h, w, 1);
-  Tensor g = load_image_folder(gray_dir.path.string(), ColorMode::Gray);
+  Tensor g = load_image_folder(gray_dir.path.string(), ColorMode::gray);
   REQUIRE(g.shape() == Shape{1, 1, h, w});
-  Tensor g3 = load_image_folder(gray_dir.path.string(), ColorMode::Rgb);
+  Tensor g3 = load_image_folder(gray_dir.path.string(), ColorMode::rgb);
   REQUIRE(g3.shape() == Shape{1, 3, h, w});
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x) {
@@ -103,7 +103,7 @@ TEST_CASE("image folder loads RGB and gray PNGs sorted by name, values exact", "
   std::vector<unsigned char> gray_rgb;
   for (unsigned char v : gray) gray_rgb.insert(gray_rgb.end(), {v, v, v});
   write_png(gray_dir.file("g1.png"), gray_rgb, h, w, 3);
-  Tensor both = load_image_folder(gray_dir.path.string(), ColorMode::Gray);
+  Tensor both = load_image_folder(gray_dir.path.string(), ColorMode::gray);
   REQUIRE(both.shape() == Shape{2, 1, h, w});
   CHECK(both.narrow(0, 1, 1).to_vector() == both.narrow(0, 0, 1).to_vector());
 
@@ -159,8 +159,8 @@ TEST_CASE("PNG grid has the expected layout and pixel values", "[image]") {
   for (int64_t i = 0; i < images.numel(); ++i)
     p[i] = -0.5f + 2.2f * static_cast<float>(i % 97) / 96.0f;
 
-  for (PixelScaling scaling : {PixelScaling::Clamp, PixelScaling::MinMax}) {
-    const std::string path = dir.file(scaling == PixelScaling::Clamp ? "clamp.png" : "minmax.png");
+  for (PixelScaling scaling : {PixelScaling::clamp, PixelScaling::min_max}) {
+    const std::string path = dir.file(scaling == PixelScaling::clamp ? "clamp.png" : "minmax.png");
     write_png_grid(path, images, columns, padding, scaling);
     Decoded d = read_back(path);
     // 2 columns x 3 rows of 6x4 tiles with 1 pixel of padding around and between them.
@@ -176,7 +176,7 @@ TEST_CASE("PNG grid has the expected layout and pixel values", "[image]") {
           for (int64_t x = 0; x < w; ++x) {
             double v = images.at({k, c, y, x});
             double unit =
-                scaling == PixelScaling::Clamp ? std::clamp(v, 0.0, 1.0) : (v + 0.5) / 2.2;
+                scaling == PixelScaling::clamp ? std::clamp(v, 0.0, 1.0) : (v + 0.5) / 2.2;
             int64_t gy = padding + (k / columns) * (h + padding) + y;
             int64_t gx = padding + (k % columns) * (w + padding) + x;
             REQUIRE(std::abs(pixel(gy, gx, c) - unit * 255.0) <= 0.5 + 1e-4);

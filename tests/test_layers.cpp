@@ -101,7 +101,7 @@ TEST_CASE("Conv1d / Conv2d: shapes, init, padding modes, gradcheck", "[layers]")
                  .kernel_size = 3,
                  .stride = 2,
                  .padding = 1,
-                 .padding_mode = PaddingMode::kReplicate,
+                 .padding_mode = PaddingMode::replicate,
                  .bias = false},
                 rng);
     CHECK(conv.named_parameters().size() == 1);
@@ -114,7 +114,7 @@ TEST_CASE("Conv1d / Conv2d: shapes, init, padding modes, gradcheck", "[layers]")
                  .out_channels = 2,
                  .kernel_size = 3,
                  .padding = 1,
-                 .padding_mode = PaddingMode::kReplicate},
+                 .padding_mode = PaddingMode::replicate},
                 rng);
     CHECK(conv.weight().shape() == Shape{2, 2, 3, 3});
     const float bound = 1.0f / std::sqrt(18.0f);
@@ -352,7 +352,7 @@ TEST_CASE("ResBlock: the paper's structure, bypass only when channels change, gr
                       .out_channels = 4,
                       .time_dim = 3,
                       .spatial_dims = 2,
-                      .norm = {NormKind::kGroup, 2}},
+                      .norm = {NormKind::group, 2}},
                      rng);
     CHECK(grouped.named_children()[0].second->type_name() == "GroupNorm");
     Variable x = random_input({2, 4, 3, 3}, rng);
@@ -364,7 +364,7 @@ TEST_CASE("ResBlock: the paper's structure, bypass only when channels change, gr
 
 TEST_CASE("SelfAttention: residual shape, gradcheck", "[layers]") {
   Rng rng(10);
-  SelfAttention attention(4, {NormKind::kGroup, 2}, rng);
+  SelfAttention attention(4, {NormKind::group, 2}, rng);
   Variable x = random_input({2, 4, 3}, rng);
   CHECK(attention(x).shape() == x.shape());
   check_passed(gradcheck_module(attention, {x}, [&](const auto& v) { return attention(v[0]); }));

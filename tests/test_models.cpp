@@ -158,7 +158,7 @@ TEST_CASE("forward + backward reaches every parameter", "[models]") {
   }
   SECTION("U-Net 1-D with group norm and attention") {
     UNetOptions o = small_unet_1d();
-    o.norm = {NormKind::kGroup, 4};
+    o.norm = {NormKind::group, 4};
     o.attention = true;
     Rng rng(3);
     UNet unet(o, rng);
@@ -202,7 +202,7 @@ TEST_CASE("initialisation is reproducible from the seed, bitwise", "[models]") {
 TEST_CASE("make_noise_model rebuilds every model from its config", "[models]") {
   Rng rng(11);
   UNetOptions grouped = UNetOptions::paper_2d();
-  grouped.norm = {NormKind::kGroup, 4};
+  grouped.norm = {NormKind::group, 4};
   grouped.attention = true;
   grouped.time_hidden_size = 32;
   std::vector<std::shared_ptr<NoiseModel>> models{

@@ -39,8 +39,8 @@ using namespace dpm::lipschitz;
 
 namespace {
 
-constexpr PaddingMode kZeros = PaddingMode::kZeros;
-constexpr PaddingMode kReplicate = PaddingMode::kReplicate;
+constexpr PaddingMode kZeros = PaddingMode::zeros;
+constexpr PaddingMode kReplicate = PaddingMode::replicate;
 
 // A dense matrix [rows, cols], row-major, in double.
 struct Matrix {
@@ -146,7 +146,7 @@ void circular_conv_reference(const Tensor& w, int64_t h, int64_t width, const fl
       }
 }
 
-nn::UNetOptions tiny_unet_options(nn::NormKind norm = nn::NormKind::kBatch) {
+nn::UNetOptions tiny_unet_options(nn::NormKind norm = nn::NormKind::batch) {
   nn::UNetOptions o;
   o.base_channels = 4;
   o.channel_multipliers = {1, 2};
@@ -554,7 +554,7 @@ TEST_CASE("spectral scan of the U-Net: conv norms at the seen size, factors, bou
   }
 
   // No finite bound with GroupNorm or attention; the scan says why.
-  nn::UNet grouped(tiny_unet_options(nn::NormKind::kGroup), rng);
+  nn::UNet grouped(tiny_unet_options(nn::NormKind::group), rng);
   record_input_shapes(grouped, {1, 8});
   const ScanResult g = spectral_scan(grouped, state, options);
   CHECK_FALSE(g.bound);

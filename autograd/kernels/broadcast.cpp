@@ -144,16 +144,16 @@ void binary_forward(BinaryOp op, float* out, const float* a, const float* b,
                     const BroadcastGeometry& g) {
   auto map = [&](auto f) { binary_map<false>(g, out, nullptr, a, b, f); };
   switch (op) {
-    case BinaryOp::kAdd:
+    case BinaryOp::add:
       map([](float, float x, float y) { return x + y; });
       break;
-    case BinaryOp::kSub:
+    case BinaryOp::sub:
       map([](float, float x, float y) { return x - y; });
       break;
-    case BinaryOp::kMul:
+    case BinaryOp::mul:
       map([](float, float x, float y) { return x * y; });
       break;
-    case BinaryOp::kDiv:
+    case BinaryOp::div:
       map([](float, float x, float y) { return x / y; });
       break;
   }
@@ -166,19 +166,19 @@ void binary_backward(BinaryOp op, float* da, float* db, const float* dout, const
     if (d) binary_map<true>(g, d, dout, a, b, f);
   };
   switch (op) {
-    case BinaryOp::kAdd:
+    case BinaryOp::add:
       accumulate(da, [](float gr, float, float) { return gr; });
       accumulate(db, [](float gr, float, float) { return gr; });
       break;
-    case BinaryOp::kSub:
+    case BinaryOp::sub:
       accumulate(da, [](float gr, float, float) { return gr; });
       accumulate(db, [](float gr, float, float) { return -gr; });
       break;
-    case BinaryOp::kMul:
+    case BinaryOp::mul:
       accumulate(da, [](float gr, float, float y) { return gr * y; });
       accumulate(db, [](float gr, float x, float) { return gr * x; });
       break;
-    case BinaryOp::kDiv:
+    case BinaryOp::div:
       accumulate(da, [](float gr, float, float y) { return gr / y; });
       accumulate(db, [](float gr, float x, float y) { return -gr * x / (y * y); });
       break;

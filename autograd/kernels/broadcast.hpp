@@ -26,7 +26,7 @@ struct BroadcastGeometry {
 // b must broadcast to full; they are aligned from the right as in NumPy.
 BroadcastGeometry broadcast_geometry(const Shape& full, const Shape& a, const Shape& b);
 
-enum class BinaryOp { kAdd, kSub, kMul, kDiv };
+enum class BinaryOp { add, sub, mul, div };
 
 // out [full] = a [a's shape] op b [b's shape], with operand 1 = a, operand 2 = b of g.
 void binary_forward(BinaryOp op, float* out, const float* a, const float* b,

@@ -74,7 +74,7 @@ template <typename Col, typename Img, typename Take, typename Pad>
 void walk_patches(const ConvGeometry& g, Col* col, int64_t ld, Img* img, Take take, Pad pad) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w();
   const int64_t sw = g.stride_w;
-  const bool zeros = g.padding == PaddingMode::kZeros;
+  const bool zeros = g.padding == PaddingMode::zeros;
   // First output column whose input column iw = ow * sw - pad_w + kw is >= x.
   auto first_ow_reaching = [&](int64_t x) {
     return std::clamp<int64_t>(x <= 0 ? 0 : ceil_div(x, sw), 0, ow_n);
@@ -143,7 +143,7 @@ void ConvGeometry::validate(const char* caller) const {
   if (kernel_h > in_h + 2 * pad_h || kernel_w > in_w + 2 * pad_w)
     fail("kernel " + extent(*this, kernel_h, kernel_w) + " is larger than the padded input " +
          extent(*this, in_h + 2 * pad_h, in_w + 2 * pad_w));
-  if (padding == PaddingMode::kReplicate && (pad_h > in_h || pad_w > in_w))
+  if (padding == PaddingMode::replicate && (pad_h > in_h || pad_w > in_w))
     fail("replicate padding " + extent(*this, pad_h, pad_w) + " is wider than the input " +
          extent(*this, in_h, in_w));
 }
@@ -153,7 +153,7 @@ std::string ConvGeometry::str() const {
          std::to_string(out_channels) + ", input " + extent(*this, in_h, in_w) + ", kernel " +
          extent(*this, kernel_h, kernel_w) + ", stride " + extent(*this, stride_h, stride_w) +
          ", padding " + extent(*this, pad_h, pad_w) +
-         (padding == PaddingMode::kZeros ? " zeros" : " replicate");
+         (padding == PaddingMode::zeros ? " zeros" : " replicate");
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,

@@ -10,7 +10,7 @@
 
 namespace dpm {
 
-enum class PaddingMode { kZeros, kReplicate };
+enum class PaddingMode { zeros, replicate };
 
 struct ConvGeometry {
   int64_t batch = 1, in_channels = 1, out_channels = 1;
@@ -18,7 +18,7 @@ struct ConvGeometry {
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
-  PaddingMode padding = PaddingMode::kZeros;
+  PaddingMode padding = PaddingMode::zeros;
 
   int64_t out_h() const { return (in_h + 2 * pad_h - kernel_h) / stride_h + 1; }
   int64_t out_w() const { return (in_w + 2 * pad_w - kernel_w) / stride_w + 1; }

@@ -20,9 +20,9 @@ void parallel_map(int64_t n, F&& f) {
   });
 }
 
-enum class UnaryOp { kAddScalar, kMulScalar, kNeg, kExp, kLog, kSqrt, kSquare, kPow };
+enum class UnaryOp { add_scalar, mul_scalar, neg, exp, log, sqrt, square, pow };
 
-// out [n] = op(inp [n]); `param` is the scalar of kAddScalar / kMulScalar and the exponent of kPow.
+// out [n] = op(inp [n]); `param` is the scalar of add_scalar / mul_scalar and the exponent of pow.
 void unary_forward(UnaryOp op, float* out, const float* inp, int64_t n, float param = 0.0f);
 
 // Accumulates dinp [n] += dout [n] * op'(inp); out [n] is the forward result (exp and sqrt reuse

@@ -10,7 +10,7 @@ using PointwiseForward = void (*)(float* out, const float* inp, int64_t n);
 // (dinp, dout, saved, n): `saved` is the input or, for tanh and sigmoid, the output.
 using PointwiseBackward = void (*)(float* dinp, const float* dout, const float* saved, int64_t n);
 
-enum class Saved { kInput, kOutput };
+enum class Saved { input, output };
 
 Variable pointwise(const Variable& a, PointwiseForward forward, PointwiseBackward backward,
                    Saved saved, const char* name) {
@@ -18,7 +18,7 @@ Variable pointwise(const Variable& a, PointwiseForward forward, PointwiseBackwar
   Tensor x = a.data().contiguous();
   Tensor out = Tensor::empty(x.shape());
   forward(out.data(), x.data(), x.numel());
-  Tensor keep = saved == Saved::kInput ? x : out;
+  Tensor keep = saved == Saved::input ? x : out;
   return Variable::make_result(
       out, {a},
       [backward, keep](const Tensor& grad_out, std::vector<Variable>& inputs) {
@@ -32,19 +32,19 @@ Variable pointwise(const Variable& a, PointwiseForward forward, PointwiseBackwar
 }  // namespace
 
 Variable relu(const Variable& a) {
-  return pointwise(a, relu_forward, relu_backward, Saved::kInput, "relu");
+  return pointwise(a, relu_forward, relu_backward, Saved::input, "relu");
 }
 Variable silu(const Variable& a) {
-  return pointwise(a, silu_forward, silu_backward, Saved::kInput, "silu");
+  return pointwise(a, silu_forward, silu_backward, Saved::input, "silu");
 }
 Variable gelu(const Variable& a) {
-  return pointwise(a, gelu_forward, gelu_backward, Saved::kInput, "gelu");
+  return pointwise(a, gelu_forward, gelu_backward, Saved::input, "gelu");
 }
 Variable tanh(const Variable& a) {
-  return pointwise(a, tanh_forward, tanh_backward, Saved::kOutput, "tanh");
+  return pointwise(a, tanh_forward, tanh_backward, Saved::output, "tanh");
 }
 Variable sigmoid(const Variable& a) {
-  return pointwise(a, sigmoid_forward, sigmoid_backward, Saved::kOutput, "sigmoid");
+  return pointwise(a, sigmoid_forward, sigmoid_backward, Saved::output, "sigmoid");
 }
 
 Variable softmax(const Variable& a, int dim) {

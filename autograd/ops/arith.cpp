@@ -64,41 +64,41 @@ Variable unary(UnaryOp op, const char* name, const Variable& a, float param = 0.
 }  // namespace
 
 Variable add(const Variable& a, const Variable& b) {
-  return binary(BinaryOp::kAdd, "add", a, b);
+  return binary(BinaryOp::add, "add", a, b);
 }
 Variable sub(const Variable& a, const Variable& b) {
-  return binary(BinaryOp::kSub, "sub", a, b);
+  return binary(BinaryOp::sub, "sub", a, b);
 }
 Variable mul(const Variable& a, const Variable& b) {
-  return binary(BinaryOp::kMul, "mul", a, b);
+  return binary(BinaryOp::mul, "mul", a, b);
 }
 Variable div(const Variable& a, const Variable& b) {
-  return binary(BinaryOp::kDiv, "div", a, b);
+  return binary(BinaryOp::div, "div", a, b);
 }
 
 Variable add_scalar(const Variable& a, float s) {
-  return unary(UnaryOp::kAddScalar, "add_scalar", a, s);
+  return unary(UnaryOp::add_scalar, "add_scalar", a, s);
 }
 Variable mul_scalar(const Variable& a, float s) {
-  return unary(UnaryOp::kMulScalar, "mul_scalar", a, s);
+  return unary(UnaryOp::mul_scalar, "mul_scalar", a, s);
 }
 Variable neg(const Variable& a) {
-  return unary(UnaryOp::kNeg, "neg", a);
+  return unary(UnaryOp::neg, "neg", a);
 }
 Variable exp(const Variable& a) {
-  return unary(UnaryOp::kExp, "exp", a);
+  return unary(UnaryOp::exp, "exp", a);
 }
 Variable log(const Variable& a) {
-  return unary(UnaryOp::kLog, "log", a);
+  return unary(UnaryOp::log, "log", a);
 }
 Variable sqrt(const Variable& a) {
-  return unary(UnaryOp::kSqrt, "sqrt", a);
+  return unary(UnaryOp::sqrt, "sqrt", a);
 }
 Variable square(const Variable& a) {
-  return unary(UnaryOp::kSquare, "square", a);
+  return unary(UnaryOp::square, "square", a);
 }
 Variable pow(const Variable& a, float exponent) {
-  return unary(UnaryOp::kPow, "pow", a, exponent);
+  return unary(UnaryOp::pow, "pow", a, exponent);
 }
 
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {

@@ -44,7 +44,7 @@ AxisReads axis_reads(int64_t n, int64_t kernel, int64_t stride, int64_t pad, int
     reads.interior_window = reads.interior_window || (first >= 0 && first + kernel <= n);
     for (int64_t k = 0; k < kernel; ++k) {
       int64_t i = first + k;
-      if (mode == PaddingMode::kReplicate) i = std::clamp<int64_t>(i, 0, n - 1);
+      if (mode == PaddingMode::replicate) i = std::clamp<int64_t>(i, 0, n - 1);
       if (i >= 0 && i < n) ++count[static_cast<size_t>(i)];
     }
   }
