@@ -62,14 +62,15 @@ Schedule Schedule::ddpm_linear(int64_t T, double beta_1, double beta_T) {
 
 Schedule Schedule::cosine(int64_t T, double s) {
   require_steps(T, "cosine");
-  auto f = [&](double t) {
+  auto squared_cosine = [&](double t) {
     double c = std::cos((t / static_cast<double>(T) + s) / (1 + s) * std::numbers::pi / 2);
     return c * c;
   };
   std::vector<double> beta(static_cast<size_t>(T) + 1, 0.0);
   for (int64_t t = 1; t <= T; ++t)
-    beta[static_cast<size_t>(t)] =
-        std::min(1.0 - f(static_cast<double>(t)) / f(static_cast<double>(t - 1)), 0.999);
+    beta[static_cast<size_t>(t)] = std::min(
+        1.0 - squared_cosine(static_cast<double>(t)) / squared_cosine(static_cast<double>(t - 1)),
+        0.999);
   return Schedule(ScheduleKind::cosine, std::move(beta));
 }
 

@@ -644,12 +644,12 @@ TEST_CASE("importance sampling draws t in proportion to sqrt(E[L_t^2])",
     CHECK(std::fabs(counts[static_cast<size_t>(t - 1)] - expected) <
           5 * std::sqrt(expected * (1 - p[static_cast<size_t>(t - 1)])));
   }
-  // Unbiased: the mean of T w_t f(t) estimates sum_t f(t) for any f.
-  auto f = [](int64_t t) { return std::sin(static_cast<double>(t)) + 0.3 * t; };
+  // Unbiased: the mean of T w_t f(t) estimates sum_t f(t) for any function f.
+  auto any_function = [](int64_t t) { return std::sin(static_cast<double>(t)) + 0.3 * t; };
   double full = 0, mean = 0, mean_sq = 0;
-  for (int64_t t = 1; t <= T; ++t) full += f(t);
+  for (int64_t t = 1; t <= T; ++t) full += any_function(t);
   for (size_t i = 0; i < batch.steps.size(); ++i) {
-    const double estimate = T * batch.weights[i] * f(batch.steps[i]);
+    const double estimate = T * batch.weights[i] * any_function(batch.steps[i]);
     mean += estimate / draws;
     mean_sq += estimate * estimate / draws;
   }

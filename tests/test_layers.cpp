@@ -37,7 +37,7 @@ GradcheckResult gradcheck_module(
   std::vector<Variable> inputs = data_inputs;
   for (const Variable& p : parameters) inputs.push_back(p);
   const size_t first = data_inputs.size();
-  auto f = [&](const std::vector<Variable>& leaves) {
+  auto forward_on_leaves = [&](const std::vector<Variable>& leaves) {
     for (size_t i = 0; i < parameters.size(); ++i) {
       Variable leaf = leaves[first + i];
       parameters[i].data() = leaf.data();
@@ -45,7 +45,7 @@ GradcheckResult gradcheck_module(
     }
     return forward(leaves);
   };
-  return gradcheck(f, inputs);
+  return gradcheck(forward_on_leaves, inputs);
 }
 
 void check_passed(const GradcheckResult& result) {

@@ -445,11 +445,14 @@ TEST_CASE("spectral scan of the ResidualMLP: sigmas, state and AutoLip bound", "
     CHECK(layer.type == "Linear");
     CHECK(relative_error(layer.power.sigma, top_singular_value(dense)) < 1e-3);
   }
-  // The bound by the rule: in_proj, residual blocks 1 + c^2 s(fc2) s(fc1), c s(out_proj).
-  auto s = [&](const std::string& name) { return scan.layer(name).power.sigma; };
+  // The bound by the rule: in_proj, blocks 1 + c^2 sigma(fc2) sigma(fc1), c sigma(out_proj).
+  auto sigma_of_layer = [&](const std::string& name) { return scan.layer(name).power.sigma; };
   const double c = kSiluLipschitz;
-  const double expected = s("in_proj") * (1 + c * c * s("blocks.0.fc2") * s("blocks.0.fc1")) *
-                          (1 + c * c * s("blocks.1.fc2") * s("blocks.1.fc1")) * c * s("out_proj");
+  const double expected =
+      sigma_of_layer("in_proj") *
+      (1 + c * c * sigma_of_layer("blocks.0.fc2") * sigma_of_layer("blocks.0.fc1")) *
+      (1 + c * c * sigma_of_layer("blocks.1.fc2") * sigma_of_layer("blocks.1.fc1")) * c *
+      sigma_of_layer("out_proj");
   REQUIRE(scan.bound);
   CHECK(*scan.bound == Approx(expected).epsilon(1e-12));
   CHECK(scan.bound_by_t.size() == scan.time_grid.size());
@@ -483,15 +486,16 @@ TEST_CASE("AutoLip bound of the FiLM-conditioned ResidualMLP, per step", "[spect
   CHECK(scan.layers.size() == 10);
   REQUIRE(scan.film.size() == 2);
   REQUIRE(scan.bound_by_t.size() == 3);
-  auto s = [&](const std::string& name) { return scan.layer(name).power.sigma; };
+  auto sigma_of_layer = [&](const std::string& name) { return scan.layer(name).power.sigma; };
   const double c = kSiluLipschitz;
   for (size_t i = 0; i < 3; ++i) {
-    double expected = s("in_proj") * c * s("out_proj");
+    double expected = sigma_of_layer("in_proj") * c * sigma_of_layer("out_proj");
     for (const std::string block : {"blocks.0", "blocks.1"}) {
       const auto film = std::find_if(scan.film.begin(), scan.film.end(),
                                      [&](const FilmRange& r) { return r.name == block + ".film"; });
       REQUIRE(film != scan.film.end());
-      expected *= 1 + c * s(block + ".fc2") * film->by_t[i] * c * s(block + ".fc1");
+      expected *= 1 + c * sigma_of_layer(block + ".fc2") * film->by_t[i] * c *
+                          sigma_of_layer(block + ".fc1");
     }
     const double empirical = empirical_lipschitz(model, {6}, options.time_grid[i], 200, rng);
     INFO("t " << options.time_grid[i] << ": bound " << scan.bound_by_t[i] << ", empirical "
@@ -744,21 +748,21 @@ TEST_CASE("spectral normalisation: value and gradcheck through sigma", "[spectra
   SECTION("dense") {
     const Tensor w0 = randn({5, 4}, rng);
     auto make_map = [](const Tensor& w) { return std::make_unique<DenseMap>(w); };
-    auto f = [&](const std::vector<Variable>& in) {
+    auto rescale = [&](const std::vector<Variable>& in) {
       return rescaled_weight(in[0], make_map, dense_sigma, 0.5);
     };
     Matrix before{5, 4, {}};
     for (int64_t i = 0; i < 20; ++i) before.a.push_back(w0.data()[i]);
     REQUIRE(top_singular_value(before) > 0.5);
-    const Tensor rescaled = f({Variable(w0)}).data();
+    const Tensor rescaled = rescale({Variable(w0)}).data();
     Matrix after{5, 4, {}};
     for (int64_t i = 0; i < 20; ++i) after.a.push_back(rescaled.data()[i]);
     CHECK(top_singular_value(after) == Approx(0.5).epsilon(1e-5));
-    check_passed(gradcheck(f, {Variable(w0, true)}));
+    check_passed(gradcheck(rescale, {Variable(w0, true)}));
     // Below the target the weight passes through unchanged (gradient: identity).
     Tensor small = w0.clone();
     for (int64_t i = 0; i < 20; ++i) small.data()[i] *= 0.01f;
-    CHECK(f({Variable(small)}).data().to_vector() == small.to_vector());
+    CHECK(rescale({Variable(small)}).data().to_vector() == small.to_vector());
   }
   SECTION("conv at its input size") {
     const ConvCase c{2, 3, 1, 6, 3, 1, 1, kZeros, false};
@@ -768,12 +772,12 @@ TEST_CASE("spectral normalisation: value and gradcheck through sigma", "[spectra
     auto sigma_of = [&](const Variable& w, const Tensor& u, const Tensor& v) {
       return conv_sigma(w, u, v, g);
     };
-    auto f = [&](const std::vector<Variable>& in) {
+    auto rescale = [&](const std::vector<Variable>& in) {
       return rescaled_weight(in[0], make_map, sigma_of, 1.0);
     };
-    const Tensor rescaled = f({Variable(w0)}).data();
+    const Tensor rescaled = rescale({Variable(w0)}).data();
     CHECK(top_singular_value(dense_build(ConvMap(rescaled, g))) == Approx(1.0).epsilon(1e-5));
-    check_passed(gradcheck(f, {Variable(w0, true)}));
+    check_passed(gradcheck(rescale, {Variable(w0, true)}));
   }
   SECTION("the wrapper layer") {
     auto linear = std::make_shared<nn::Linear>(6, 5, rng);
