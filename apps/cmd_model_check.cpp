@@ -62,8 +62,7 @@ void run_check(const CheckArgs& args) {
   // d(sum(r * out)) / d(out) = r: seed the backward pass with it directly.
   out_train.backward(r.contiguous());
 
-  std::vector<std::pair<std::string, Tensor>> results{{"out_train", out_train.data()},
-                                                      {"grad_x", x.grad()}};
+  NamedTensors results{{"out_train", out_train.data()}, {"grad_x", x.grad()}};
   for (const auto& p : model->named_parameters())
     results.emplace_back("grad." + p.name, p.variable.has_grad()
                                                ? p.variable.grad()

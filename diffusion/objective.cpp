@@ -254,26 +254,17 @@ void ImportanceStepSampler::record(const std::vector<int64_t>& steps,
   }
 }
 
-NamedTensors ImportanceStepSampler::state_tensors() const {
+NamedTensors ImportanceStepSampler::state_dict() const {
   std::vector<float> filled(filled_.begin(), filled_.end()), next(next_.begin(), next_.end());
   return {{"history", Tensor::from_vector({T_, kHistory}, history_)},
           {"filled", Tensor::from_vector({T_}, filled)},
           {"next", Tensor::from_vector({T_}, next)}};
 }
 
-void ImportanceStepSampler::load_state_tensors(const NamedTensors& tensors) {
-  auto find = [&](const std::string& name, const Shape& shape) {
-    for (const auto& [key, tensor] : tensors)
-      if (key == name) {
-        if (!(tensor.shape() == shape))
-          throw std::invalid_argument("ImportanceStepSampler: state '" + name + "' has shape " +
-                                      tensor.shape().str() + ", expected " + shape.str());
-        return tensor.to_vector();
-      }
-    throw std::invalid_argument("ImportanceStepSampler: state '" + name + "' is missing");
-  };
-  std::vector<float> history = find("history", {T_, kHistory});
-  std::vector<float> filled = find("filled", {T_}), next = find("next", {T_});
+void ImportanceStepSampler::load_state_dict(const NamedTensors& state) {
+  const std::vector<Tensor> given = match_state_dict("ImportanceStepSampler", state_dict(), state);
+  std::vector<float> history = given[0].to_vector();
+  std::vector<float> filled = given[1].to_vector(), next = given[2].to_vector();
   for (int64_t t = 0; t < T_; ++t) {
     const float f = filled[static_cast<size_t>(t)], x = next[static_cast<size_t>(t)];
     if (!(f >= 0 && f <= kHistory && x >= 0 && x < kHistory && f == std::floor(f) &&

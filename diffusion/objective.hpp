@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/rng.hpp"
+#include "autograd/state_dict.hpp"
 #include "autograd/tensor.hpp"
 #include "autograd/variable.hpp"
 #include "datasets/data_loader.hpp"
@@ -34,8 +35,6 @@
 #include "nn/noise_model.hpp"
 
 namespace dpm::diffusion {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 enum class LossKind {
   simple,  // mean over elements of (prediction - target)^2, t uniform (the paper's)
@@ -119,8 +118,8 @@ class ImportanceStepSampler {
 
   // "history" [T, kHistory], "filled" [T], "next" [T], for resume files. Values are stored as
   // float32 when recorded, so a save/load round trip is exact.
-  NamedTensors state_tensors() const;
-  void load_state_tensors(const NamedTensors& tensors);
+  NamedTensors state_dict() const;
+  void load_state_dict(const NamedTensors& state);
 
  private:
   int64_t T_;

@@ -67,7 +67,7 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 // The bytes of every parameter and buffer: compared as bytes, since a loaded file may hold NaNs.
 std::vector<std::string> snapshot(const nn::Module& module) {
   std::vector<std::string> bytes;
-  for (const auto& [name, tensor] : nn::state_tensors(module)) {
+  for (const auto& [name, tensor] : module.state_dict()) {
     Tensor dense = tensor.contiguous();
     bytes.emplace_back(reinterpret_cast<const char*>(dense.data()),
                        static_cast<size_t>(dense.numel()) * sizeof(float));
@@ -110,7 +110,7 @@ void checkpoint(const uint8_t* data, size_t size) {
     check(snapshot(*model) == before, "a rejected checkpoint changed the model");
     return;
   }
-  for (const auto& [name, tensor] : nn::state_tensors(*model))
+  for (const auto& [name, tensor] : model->state_dict())
     check(same_bytes(tensor, file.get(name)), "tensor '" + name + "' was not loaded as stored");
 }
 

@@ -51,8 +51,7 @@ void Module::collect_parameters(const std::string& prefix, std::vector<NamedPara
   for (const auto& [name, child] : children_) child->collect_parameters(prefix + name + ".", out);
 }
 
-void Module::collect_buffers(const std::string& prefix,
-                             std::vector<std::pair<std::string, Tensor>>& out) const {
+void Module::collect_buffers(const std::string& prefix, NamedTensors& out) const {
   for (const auto& [name, t] : buffers_) out.emplace_back(prefix + name, t);
   for (const auto& [name, child] : children_) child->collect_buffers(prefix + name + ".", out);
 }
@@ -63,10 +62,24 @@ std::vector<NamedParameter> Module::named_parameters() const {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
-  std::vector<std::pair<std::string, Tensor>> out;
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
   collect_buffers("", out);
   return out;
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors state;
+  for (const auto& p : named_parameters()) state.emplace_back(p.name, p.variable.data());
+  for (auto& buffer : named_buffers()) state.push_back(std::move(buffer));
+  return state;
+}
+
+void Module::load_state_dict(const NamedTensors& state) {
+  NamedTensors destinations = state_dict();
+  // Checks everything before copying anything, so a mismatched dict leaves the module as it was.
+  std::vector<Tensor> sources = match_state_dict(type_name_, destinations, state);
+  for (size_t i = 0; i < destinations.size(); ++i) destinations[i].second.copy_(sources[i]);
 }
 
 std::vector<Variable> Module::parameters() const {

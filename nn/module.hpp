@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/state_dict.hpp"
 #include "autograd/variable.hpp"
 
 namespace dpm::nn {
@@ -29,12 +30,21 @@ class Module {
   const std::string& type_name() const { return type_name_; }
 
   std::vector<NamedParameter> named_parameters() const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+  NamedTensors named_buffers() const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const {
     return children_;
   }
   std::vector<Variable> parameters() const;
   int64_t parameter_count() const;
+
+  // Every parameter, then every buffer, by dotted name in registration order (the names of a
+  // checkpoint and of a PyTorch state_dict); shares storage.
+  NamedTensors state_dict() const;
+  // Strict, like PyTorch's load_state_dict(strict=True): exactly the names of state_dict() with
+  // equal shapes, else std::invalid_argument lists every missing, unexpected and wrongly shaped
+  // tensor and the module is left untouched. Values are copied into the existing storage, so
+  // Variables, arena views and buffer handles stay valid.
+  void load_state_dict(const NamedTensors& state);
 
   // Recursive: BatchNorm and dropout-like layers read is_training().
   void train(bool on = true);
@@ -65,13 +75,12 @@ class Module {
   void add_child(const std::string& name, std::shared_ptr<Module> module);
   void check_new_name(const std::string& name) const;
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) const;
-  void collect_buffers(const std::string& prefix,
-                       std::vector<std::pair<std::string, Tensor>>& out) const;
+  void collect_buffers(const std::string& prefix, NamedTensors& out) const;
 
   std::string type_name_;
   bool training_ = true;
   std::vector<NamedParameter> parameters_;
-  std::vector<std::pair<std::string, Tensor>> buffers_;
+  NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   std::unique_ptr<ParameterArena> arena_;
 };

@@ -55,7 +55,7 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
 }
 
 bool same_state(const Module& a, const Module& b) {
-  auto sa = dpm::nn::state_tensors(a), sb = dpm::nn::state_tensors(b);
+  auto sa = a.state_dict(), sb = b.state_dict();
   if (sa.size() != sb.size()) return false;
   for (size_t i = 0; i < sa.size(); ++i)
     if (sa[i].first != sb[i].first || !bitwise_equal(sa[i].second, sb[i].second)) return false;
@@ -65,7 +65,7 @@ bool same_state(const Module& a, const Module& b) {
 // `source`'s state with `edit` applied, written to `path`.
 template <typename Edit>
 void write_edited(const std::string& path, const Module& source, Edit edit) {
-  auto tensors = dpm::nn::state_tensors(source);
+  auto tensors = source.state_dict();
   edit(tensors);
   dpm::write_safetensors(path, tensors);
 }
@@ -78,7 +78,7 @@ TEST_CASE("module state round trips bitwise under dotted names", "[checkpoint]")
   REQUIRE_FALSE(same_state(saved, loaded));
 
   std::vector<std::string> names;
-  for (const auto& [name, t] : dpm::nn::state_tensors(saved)) names.push_back(name);
+  for (const auto& [name, t] : saved.state_dict()) names.push_back(name);
   CHECK(names == std::vector<std::string>{"scale", "encoder.weight", "encoder.bias",
                                           "decoder.weight", "decoder.bias", "encoder.running_mean",
                                           "decoder.running_mean"});
@@ -121,7 +121,7 @@ TEST_CASE("a noise model is rebuilt from the config in its checkpoint", "[checkp
                     Catch::Contains(path) && Catch::Contains("not valid JSON"));
 
   std::string unknown = dir.file("unknown.safetensors");
-  dpm::write_safetensors(unknown, dpm::nn::state_tensors(*model),
+  dpm::write_safetensors(unknown, model->state_dict(),
                          {{dpm::nn::kConfigMetadataKey, R"({"arch":"transformer"})"}});
   CHECK_THROWS_WITH(dpm::nn::load_model(unknown),
                     Catch::Contains(unknown) && Catch::Contains("transformer"));

@@ -659,9 +659,9 @@ TEST_CASE("importance sampling draws t in proportion to sqrt(E[L_t^2])",
 
   // The state round-trips exactly.
   ImportanceStepSampler restored(T, 0.0);
-  restored.load_state_tensors(sampler.state_tensors());
+  restored.load_state_dict(sampler.state_dict());
   CHECK(restored.probabilities() == p);
-  CHECK_THROWS_WITH(restored.load_state_tensors({}), Catch::Contains("'history' is missing"));
+  CHECK_THROWS_WITH(restored.load_state_dict({}), Catch::Contains("missing tensor 'history'"));
 }
 
 TEST_CASE("the vlb loss is an unbiased estimate of the bound, importance-sampled or not",
@@ -794,7 +794,7 @@ TEST_CASE("train_dpm with the importance-sampled vlb keeps the sampler in resume
   CHECK(out.objective->sampler().warmed_up());
   SafeTensors resume = read_safetensors((dir / "resume.safetensors").string());
   std::vector<float> history = resume.get("callback.importance_sampler.history").to_vector();
-  CHECK(history == out.objective->sampler().state_tensors()[0].second.to_vector());
+  CHECK(history == out.objective->sampler().state_dict()[0].second.to_vector());
   fs::remove_all(dir);
 }
 

@@ -20,6 +20,7 @@
 #include "nn/optim/lr_schedule.hpp"
 #include "nn/optim/sgd.hpp"
 
+using dpm::NamedTensors;
 using dpm::Tensor;
 using dpm::Variable;
 using dpm::nn::ParameterArena;
@@ -91,7 +92,7 @@ void check_close(const std::vector<double>& expected, const Tensor& actual, cons
   }
 }
 
-Tensor find_state(const optim::NamedTensors& tensors, const std::string& name) {
+Tensor find_state(const NamedTensors& tensors, const std::string& name) {
   for (const auto& [n, t] : tensors)
     if (n == name) return t;
   FAIL("no state tensor named " << name);
@@ -181,8 +182,8 @@ TEST_CASE("Adam and AdamW match the formulas computed in double over two steps",
         AdamReference expected = reference_adam(run.initial, run.grads,
                                                 decay_mask(arena, decay_all), options, decoupled);
         check_close(expected.param, arena.values(), "param");
-        check_close(expected.exp_avg, find_state(adam->state_tensors(), "exp_avg"), "exp_avg");
-        check_close(expected.exp_avg_sq, find_state(adam->state_tensors(), "exp_avg_sq"),
+        check_close(expected.exp_avg, find_state(adam->state_dict(), "exp_avg"), "exp_avg");
+        check_close(expected.exp_avg_sq, find_state(adam->state_dict(), "exp_avg_sq"),
                     "exp_avg_sq");
         // The bias slot is decayed only when asked: compare with the other choice's reference.
         AdamReference flipped = reference_adam(run.initial, run.grads,
@@ -232,10 +233,10 @@ TEST_CASE("SGD with momentum and Nesterov matches the formulas over three steps"
           run.initial, run.grads, decay_mask(arena, options.decay_all_parameters), options);
       check_close(expected.param, arena.values(), "param");
       if (options.momentum != 0)
-        check_close(expected.momentum_buffer, find_state(sgd.state_tensors(), "momentum_buffer"),
+        check_close(expected.momentum_buffer, find_state(sgd.state_dict(), "momentum_buffer"),
                     "momentum_buffer");
       else
-        CHECK(sgd.state_tensors().empty());
+        CHECK(sgd.state_dict().empty());
     }
   }
 }
@@ -325,25 +326,28 @@ TEST_CASE("optimizer state round trip: 10 steps == 5 steps, save, fresh load, 5 
       train(first_half, *first_opt, first_ema, 5);
       // What a resume file holds, copied out into fresh tensors.
       Tensor saved_values = first_half.arena().values().clone();
-      optim::OptimizerState saved = first_opt->state();
-      for (auto& [buffer_name, t] : saved.tensors) t = t.clone();
-      Tensor saved_shadow = first_ema.shadow().clone();
+      NamedTensors saved = first_opt->state_dict();
+      for (auto& [buffer_name, t] : saved) t = t.clone();
+      const int64_t saved_steps = first_opt->step_count();
+      NamedTensors saved_ema = first_ema.state_dict();
+      for (auto& [buffer_name, t] : saved_ema) t = t.clone();
       int64_t saved_updates = first_ema.update_count();
 
       TestModel resumed(20, 30, 2);
       resumed.arena().values().copy_(saved_values);
       auto resumed_opt = make(resumed.arena());
-      resumed_opt->load_state(saved);
+      resumed_opt->load_state_dict(saved);
+      resumed_opt->set_step_count(saved_steps);
       optim::Ema resumed_ema(resumed.arena(), true);
-      resumed_ema.load_shadow(saved_shadow);
+      resumed_ema.load_state_dict(saved_ema);
       resumed_ema.set_update_count(saved_updates);
       CHECK(resumed_opt->step_count() == 5);
       train(resumed, *resumed_opt, resumed_ema, 5);
 
       CHECK(bitwise_equal(resumed.arena().values(), straight.arena().values()));
       CHECK(bitwise_equal(resumed_ema.shadow(), straight_ema.shadow()));
-      auto straight_state = straight_opt->state_tensors();
-      auto resumed_state = resumed_opt->state_tensors();
+      auto straight_state = straight_opt->state_dict();
+      auto resumed_state = resumed_opt->state_dict();
       REQUIRE(resumed_state.size() == straight_state.size());
       for (size_t i = 0; i < straight_state.size(); ++i)
         CHECK(bitwise_equal(resumed_state[i].second, straight_state[i].second));
@@ -365,26 +369,28 @@ TEST_CASE("loading optimizer state validates names and sizes", "[optim]") {
   optim::AdamW adamw(model.arena(), {});
   Tensor right = Tensor::zeros({15});
   Tensor wrong = Tensor::zeros({12});
-  CHECK_THROWS_WITH(adamw.load_state_tensors({{"exp_avg", right}, {"exp_avg_sq", wrong}}),
-                    Catch::Contains("'exp_avg_sq' has 12 elements, expected 15"));
-  CHECK_THROWS_WITH(adamw.load_state_tensors({{"exp_avg", right}}),
-                    Catch::Contains("missing buffer 'exp_avg_sq'"));
-  CHECK_THROWS_WITH(adamw.load_state_tensors({{"exp_avg", right}, {"momentum_buffer", right}}),
-                    Catch::Contains("unknown buffer 'momentum_buffer'") &&
-                        Catch::Contains("exp_avg, exp_avg_sq"));
-  CHECK_THROWS_WITH(adamw.load_state_tensors({{"exp_avg", right}, {"exp_avg", right}}),
-                    Catch::Contains("'exp_avg' given twice"));
-  // A failed load changes nothing; a good one accepts any shape with the right numel.
-  CHECK(find_state(adamw.state_tensors(), "exp_avg").to_vector() == std::vector<float>(15, 0.0f));
-  adamw.load_state_tensors(
-      {{"exp_avg_sq", Tensor::full({3, 5}, 2.0f)}, {"exp_avg", Tensor::full({15}, 1.0f)}});
-  CHECK(find_state(adamw.state_tensors(), "exp_avg").to_vector() == std::vector<float>(15, 1.0f));
-  CHECK(find_state(adamw.state_tensors(), "exp_avg_sq").to_vector() ==
-        std::vector<float>(15, 2.0f));
+  CHECK_THROWS_WITH(adamw.load_state_dict({{"exp_avg", right}, {"exp_avg_sq", wrong}}),
+                    Catch::Contains("AdamW: tensor 'exp_avg_sq' has shape [12], expected [15]"));
+  CHECK_THROWS_WITH(
+      adamw.load_state_dict({{"exp_avg", right}, {"exp_avg_sq", Tensor::full({3, 5}, 2.0f)}}),
+      Catch::Contains("tensor 'exp_avg_sq' has shape [3, 5], expected [15]"));
+  CHECK_THROWS_WITH(adamw.load_state_dict({{"exp_avg", right}}),
+                    Catch::Contains("missing tensor 'exp_avg_sq' (expected shape [15])"));
+  CHECK_THROWS_WITH(adamw.load_state_dict({{"exp_avg", right}, {"momentum_buffer", right}}),
+                    Catch::Contains("unexpected tensor 'momentum_buffer'") &&
+                        Catch::Contains("missing tensor 'exp_avg_sq'"));
+  CHECK_THROWS_WITH(adamw.load_state_dict({{"exp_avg", right}, {"exp_avg", right}}),
+                    Catch::Contains("tensor 'exp_avg' given twice"));
+  // A failed load changes nothing; a good one takes the names in any order.
+  CHECK(find_state(adamw.state_dict(), "exp_avg").to_vector() == std::vector<float>(15, 0.0f));
+  adamw.load_state_dict(
+      {{"exp_avg_sq", Tensor::full({15}, 2.0f)}, {"exp_avg", Tensor::full({15}, 1.0f)}});
+  CHECK(find_state(adamw.state_dict(), "exp_avg").to_vector() == std::vector<float>(15, 1.0f));
+  CHECK(find_state(adamw.state_dict(), "exp_avg_sq").to_vector() == std::vector<float>(15, 2.0f));
   optim::SGD plain(model.arena(), {});
-  CHECK_NOTHROW(plain.load_state_tensors({}));
-  CHECK_THROWS_WITH(plain.load_state_tensors({{"momentum_buffer", right}}),
-                    Catch::Contains("(expected: none)"));
+  CHECK_NOTHROW(plain.load_state_dict({}));
+  CHECK_THROWS_WITH(plain.load_state_dict({{"momentum_buffer", right}}),
+                    Catch::Contains("unexpected tensor 'momentum_buffer'"));
 }
 
 TEST_CASE("ParameterArena: parameters and gradients are views of the flat arena", "[arena]") {
@@ -548,8 +554,9 @@ TEST_CASE("EMA of the weights matches hand values; swap round-trips bitwise", "[
   }
   SECTION("errors") {
     CHECK_THROWS_WITH(ema.update(1.5), Catch::Contains("decay must be in [0, 1], got 1.5"));
-    CHECK_THROWS_WITH(ema.load_shadow(Tensor::zeros({14})),
-                      Catch::Contains("got 14 elements, expected 15"));
+    CHECK_THROWS_WITH(ema.load_state_dict({{"shadow", Tensor::zeros({14})}}),
+                      Catch::Contains("tensor 'shadow' has shape [14], expected [15]"));
+    CHECK_THROWS_WITH(ema.load_state_dict({}), Catch::Contains("missing tensor 'shadow'"));
     CHECK_THROWS_AS(ema.set_update_count(-1), std::invalid_argument);
   }
 }

@@ -461,9 +461,9 @@ TEST_CASE("spectral scan of the ResidualMLP: sigmas, state and AutoLip bound", "
   CHECK(empirical <= *scan.bound);
 
   // Warm: the stored vectors are reused (not fresh), and a save/load round trip restores them.
-  const NamedTensors saved = state.tensors();
+  const NamedTensors saved = state.state_dict();
   SpectralState restored(99);
-  restored.load(saved);
+  restored.load_state_dict(saved);
   const SpectralState::Vectors again = restored.vectors("in_proj", {12}, {6});
   CHECK_FALSE(again.fresh);
   CHECK(again.v.to_vector() == state.vectors("in_proj", {12}, {6}).v.to_vector());
@@ -694,13 +694,13 @@ TEST_CASE("tracker vectors survive a resume bitwise", "[spectral][tracker][resum
   options.out_dir = (tmp.path / "first").string();
   TrackedRun first = tracked_mlp_run(options);
   first.trainer->fit();
-  const NamedTensors at_save = first.tracker->state_tensors();
+  const NamedTensors at_save = first.tracker->state_dict();
 
   options.max_steps = 18;
   options.out_dir = (tmp.path / "second").string();
   TrackedRun second = tracked_mlp_run(options, /*init_seed=*/77);
   second.trainer->resume(first.trainer->resume_path());
-  const NamedTensors loaded = second.tracker->state_tensors();
+  const NamedTensors loaded = second.tracker->state_dict();
   REQUIRE(loaded.size() == at_save.size());
   for (size_t i = 0; i < loaded.size(); ++i) {
     CHECK(loaded[i].first == at_save[i].first);
@@ -708,7 +708,7 @@ TEST_CASE("tracker vectors survive a resume bitwise", "[spectral][tracker][resum
   }
   second.trainer->fit();
 
-  const NamedTensors a = straight.tracker->state_tensors(), b = second.tracker->state_tensors();
+  const NamedTensors a = straight.tracker->state_dict(), b = second.tracker->state_dict();
   REQUIRE(a.size() == b.size());
   REQUIRE(a.size() == 16);
   for (size_t i = 0; i < a.size(); ++i) {

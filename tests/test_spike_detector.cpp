@@ -148,7 +148,7 @@ TEST_CASE("spike detector: state round trip continues identically", "[spike]") {
   std::vector<double> head(values.begin(), values.begin() + 200);
   CHECK(spikes_in(first, head).empty());
   SpikeDetector second;
-  second.load_state(nlohmann::json::parse(first.state().dump()));  // as in a resume file
+  second.load_state_json(nlohmann::json::parse(first.state_json().dump()));  // as in a resume file
   std::vector<double> tail(values.begin() + 200, values.end());
   CHECK(spikes_in(second, tail) == std::vector<size_t>{50});
   CHECK(second.mean() == straight.mean());
@@ -160,13 +160,13 @@ TEST_CASE("spike detector: bad options and bad states are rejected", "[spike]") 
   CHECK_THROWS_AS(SpikeDetector(SpikeDetectorOptions{.window = 0}), std::invalid_argument);
   CHECK_THROWS_AS(SpikeDetector(SpikeDetectorOptions{.warmup = -2}), std::invalid_argument);
   SpikeDetector detector;
-  CHECK_THROWS_WITH(detector.load_state({{"count", 3}, {"mean", 1.0}}),
+  CHECK_THROWS_WITH(detector.load_state_json({{"count", 3}, {"mean", 1.0}}),
                     Catch::Contains("'variance'"));
-  CHECK_THROWS_WITH(detector.load_state({{"count", 1.5}, {"mean", 1.0}, {"variance", 0.0}}),
+  CHECK_THROWS_WITH(detector.load_state_json({{"count", 1.5}, {"mean", 1.0}, {"variance", 0.0}}),
                     Catch::Contains("integer count"));
-  CHECK_THROWS_WITH(detector.load_state({{"count", 3}, {"mean", 1.0}, {"variance", -1.0}}),
+  CHECK_THROWS_WITH(detector.load_state_json({{"count", 3}, {"mean", 1.0}, {"variance", -1.0}}),
                     Catch::Contains("variance >= 0"));
-  CHECK_THROWS_AS(detector.load_state(nlohmann::json::array()), std::invalid_argument);
+  CHECK_THROWS_AS(detector.load_state_json(nlohmann::json::array()), std::invalid_argument);
   CHECK(detector.count() == 0);
 }
 

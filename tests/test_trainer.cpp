@@ -254,8 +254,8 @@ struct CountingCallback : train::Callback {
     if (info.logging) record["counted"] = counter.data()[0];
     if (info.step == raise_at) std::raise(SIGINT);
   }
-  train::NamedTensors state_tensors() const override { return {{"count", counter}}; }
-  void load_state_tensors(const train::NamedTensors& t) override {
+  NamedTensors state_dict() const override { return {{"count", counter}}; }
+  void load_state_dict(const NamedTensors& t) override {
     REQUIRE(t.size() == 1);
     counter.copy_(t[0].second);
   }

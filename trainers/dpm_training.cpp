@@ -139,9 +139,9 @@ class ImportanceSamplerState : public Callback {
   explicit ImportanceSamplerState(std::shared_ptr<diffusion::Objective> objective)
       : objective_(std::move(objective)) {}
   std::string name() const override { return "importance_sampler"; }
-  NamedTensors state_tensors() const override { return objective_->sampler().state_tensors(); }
-  void load_state_tensors(const NamedTensors& tensors) override {
-    objective_->sampler().load_state_tensors(tensors);
+  NamedTensors state_dict() const override { return objective_->sampler().state_dict(); }
+  void load_state_dict(const NamedTensors& state) override {
+    objective_->sampler().load_state_dict(state);
   }
 
  private:

@@ -32,8 +32,8 @@ class SpectralTracker : public Callback {
 
   std::string name() const override { return "spectral"; }
   void on_step(const StepInfo& info, nlohmann::json& record) override;
-  NamedTensors state_tensors() const override { return state_.tensors(); }
-  void load_state_tensors(const NamedTensors& tensors) override { state_.load(tensors); }
+  NamedTensors state_dict() const override { return state_.state_dict(); }
+  void load_state_dict(const NamedTensors& state) override { state_.load_state_dict(state); }
 
   // Scans now, as on_step does at multiples of `every`.
   const lipschitz::ScanResult& scan(int64_t step);

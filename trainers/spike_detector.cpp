@@ -35,14 +35,14 @@ std::optional<double> SpikeDetector::observe(double x) {
   return spike;
 }
 
-nlohmann::json SpikeDetector::state() const {
+nlohmann::json SpikeDetector::state_json() const {
   return {{"count", count_}, {"mean", mean_}, {"variance", variance_}};
 }
 
-void SpikeDetector::load_state(const nlohmann::json& state) {
+void SpikeDetector::load_state_json(const nlohmann::json& state) {
   auto number = [&](const char* key) -> const nlohmann::json& {
     if (!state.is_object() || !state.contains(key) || !state[key].is_number())
-      throw std::invalid_argument(std::string("SpikeDetector::load_state: field '") + key +
+      throw std::invalid_argument(std::string("SpikeDetector::load_state_json: field '") + key +
                                   "' must be a number, got " + state.dump());
     return state[key];
   };
@@ -51,7 +51,7 @@ void SpikeDetector::load_state(const nlohmann::json& state) {
   if (!count.is_number_integer() || count.get<int64_t>() < 0 || !std::isfinite(mean) ||
       !(variance >= 0) || !std::isfinite(variance))
     throw std::invalid_argument(
-        "SpikeDetector::load_state: need an integer count >= 0, a finite mean and a finite "
+        "SpikeDetector::load_state_json: need an integer count >= 0, a finite mean and a finite "
         "variance >= 0, got " +
         state.dump());
   count_ = count.get<int64_t>();

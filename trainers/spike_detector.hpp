@@ -38,11 +38,12 @@ class SpikeDetector {
   double mean() const { return mean_; }
   double variance() const { return variance_; }
 
-  // The running statistics, for resume files: {"count", "mean", "variance"}.
-  nlohmann::json state() const;
-  // Throws std::invalid_argument unless `state` is what state() writes (count >= 0, variance
-  // >= 0, all finite).
-  void load_state(const nlohmann::json& state);
+  // The running statistics, for resume files: {"count", "mean", "variance"} (scalars, kept in
+  // JSON so that the doubles round trip exactly).
+  nlohmann::json state_json() const;
+  // Throws std::invalid_argument unless `state` is what state_json() writes (count >= 0,
+  // variance >= 0, all finite).
+  void load_state_json(const nlohmann::json& state);
 
  private:
   SpikeDetectorOptions options_;

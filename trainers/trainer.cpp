@@ -57,20 +57,6 @@ class EmaScope {
   optim::Ema* ema_;
 };
 
-NamedTensors with_prefix(const std::string& prefix, const NamedTensors& tensors) {
-  NamedTensors out;
-  for (const auto& [name, t] : tensors) out.emplace_back(prefix + name, t);
-  return out;
-}
-
-NamedTensors strip_prefix(const std::string& prefix, const SafeTensors& file) {
-  NamedTensors out;
-  for (const auto& [name, t] : file.tensors)
-    if (name.compare(0, prefix.size(), prefix) == 0)
-      out.emplace_back(name.substr(prefix.size()), t);
-  return out;
-}
-
 }  // namespace
 
 const char* stop_reason_name(StopReason reason) {
@@ -177,14 +163,45 @@ void Trainer::save_best() {
   nn::save_state(best_path(), model_, metadata);
 }
 
-void Trainer::save_resume(const std::string& path) const {
-  NamedTensors tensors = with_prefix("model.", nn::state_tensors(model_));
-  for (auto& t : with_prefix("optimizer.", optimizer_.state_tensors())) tensors.push_back(t);
-  if (ema_) tensors.emplace_back("ema.shadow", ema_->shadow());
-  for (const auto& cb : callbacks_)
-    for (auto& t : with_prefix("callback." + cb->name() + ".", cb->state_tensors()))
-      tensors.push_back(t);
+template <typename Self, typename Visit>
+void Trainer::visit_state_parts(Self& self, Visit&& visit) {
+  visit(std::string("model."), self.model_);
+  visit(std::string("optimizer."), self.optimizer_);
+  if (self.ema_) visit(std::string("ema."), *self.ema_);
+  for (const auto& callback : self.callbacks_)
+    visit("callback." + callback->name() + ".", *callback);
+}
 
+NamedTensors Trainer::state_dict() const {
+  NamedTensors state;
+  visit_state_parts(*this, [&](const std::string& prefix, const auto& part) {
+    for (auto& entry : with_prefix(prefix, part.state_dict())) state.push_back(std::move(entry));
+  });
+  return state;
+}
+
+void Trainer::load_state_dict(const NamedTensors& state) {
+  std::vector<std::string> prefixes;
+  visit_state_parts(*this, [&](const std::string& prefix, auto&) { prefixes.push_back(prefix); });
+  for (const auto& [name, tensor] : state) {
+    bool claimed = false;
+    for (const std::string& prefix : prefixes) claimed = claimed || name.rfind(prefix, 0) == 0;
+    if (claimed) continue;
+    std::string parts;
+    for (const std::string& prefix : prefixes) parts += (parts.empty() ? "" : ", ") + prefix;
+    throw std::invalid_argument("unexpected tensor '" + name + "' (this run saves only " + parts +
+                                ")");
+  }
+  visit_state_parts(*this, [&](const std::string& prefix, auto& part) {
+    try {
+      part.load_state_dict(entries_under(prefix, state));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("tensors under '" + prefix + "': " + e.what());
+    }
+  });
+}
+
+void Trainer::save_resume(const std::string& path) const {
   nlohmann::json state = {
       {"version", kResumeVersion},
       {"optimizer", optimizer_.name()},
@@ -202,11 +219,11 @@ void Trainer::save_resume(const std::string& path) const {
       {"elapsed_seconds", elapsed_before_},
   };
   if (best_val_) state["best_val_loss"] = *best_val_;
-  state["spike_detectors"] = {{"loss", loss_spikes_.state()},
-                              {"grad_norm", grad_norm_spikes_.state()}};
+  state["spike_detectors"] = {{"loss", loss_spikes_.state_json()},
+                              {"grad_norm", grad_norm_spikes_.state_json()}};
   auto metadata = options_.checkpoint_metadata;
   metadata[kResumeKey] = state.dump();
-  write_safetensors(path, tensors, metadata);
+  write_safetensors(path, state_dict(), metadata);
 }
 
 void Trainer::resume(const std::string& path) {
@@ -257,16 +274,10 @@ void Trainer::resume(const std::string& path) {
       noise_state[i] = noise[i].get<uint64_t>();
     }
 
-    SafeTensors model_part{strip_prefix("model.", file), {}, path};
-    nn::load_state(model_, model_part);
-    optimizer_.load_state(
-        {count("optimizer_step"), number("lr"), strip_prefix("optimizer.", file)});
-    if (ema_) {
-      ema_->load_shadow(file.get("ema.shadow"));
-      ema_->set_update_count(count("ema_updates"));
-    }
-    for (const auto& cb : callbacks_)
-      cb->load_state_tensors(strip_prefix("callback." + cb->name() + ".", file));
+    load_state_dict(file.tensors);
+    optimizer_.set_step_count(count("optimizer_step"));
+    optimizer_.set_lr(number("lr"));
+    if (ema_) ema_->set_update_count(count("ema_updates"));
     noise_rng_.set_state(noise_state);
     loader_.set_position(
         datasets::DataLoaderPosition::deserialize(state.at("data_position").get<std::string>()));
@@ -281,8 +292,8 @@ void Trainer::resume(const std::string& path) {
     if (state.contains("best_val_loss")) best_val_ = number("best_val_loss");
     // Absent in files written before the spike alarm existed: the detectors then warm up again.
     if (state.contains("spike_detectors")) {
-      loss_spikes_.load_state(state.at("spike_detectors").at("loss"));
-      grad_norm_spikes_.load_state(state.at("spike_detectors").at("grad_norm"));
+      loss_spikes_.load_state_json(state.at("spike_detectors").at("loss"));
+      grad_norm_spikes_.load_state_json(state.at("spike_detectors").at("grad_norm"));
     }
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": malformed '" + std::string(kResumeKey) +

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/rng.hpp"
+#include "autograd/state_dict.hpp"
 #include "datasets/data_loader.hpp"
 #include "nn/module.hpp"
 #include "nn/optim/ema.hpp"
@@ -24,8 +25,6 @@
 #include "trainers/spike_detector.hpp"
 
 namespace dpm::train {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct TrainerOptions {
   int64_t batch_size = 128;
@@ -69,8 +68,8 @@ struct EpochInfo {
   bool improved = false;
 };
 
-// Trackers plug in here. State they return is stored in resume files under
-// "callback.<name>.<tensor>" and handed back on resume.
+// Trackers plug in here. Their state_dict() is stored in resume files under
+// "callback.<name>." and handed back on resume.
 class Callback {
  public:
   virtual ~Callback() = default;
@@ -78,8 +77,8 @@ class Callback {
   // `record` is the metrics line of a logging step; callbacks may add fields to it.
   virtual void on_step(const StepInfo& info, nlohmann::json& record) {}
   virtual void on_epoch(const EpochInfo& info, nlohmann::json& record) {}
-  virtual NamedTensors state_tensors() const { return {}; }
-  virtual void load_state_tensors(const NamedTensors& tensors) {}
+  virtual NamedTensors state_dict() const { return {}; }
+  virtual void load_state_dict(const NamedTensors& state) {}
 };
 
 enum class StopReason {
@@ -114,8 +113,16 @@ class Trainer {
 
   // Continues from a resume file written by this trainer (same model, optimizer kind, data).
   void resume(const std::string& path);
-  // Writes a resume file now (also done every resume_every steps and on SIGINT).
+  // Writes a resume file now (also done every resume_every steps and on SIGINT): state_dict()
+  // as tensors, the scalar fields of the run as JSON metadata under "dpmlab.resume".
   void save_resume(const std::string& path) const;
+
+  // The tensors of a resume file: the model's under "model.", the optimizer's under
+  // "optimizer.", the EMA's under "ema." and each callback's under "callback.<name>.".
+  NamedTensors state_dict() const;
+  // Strict: every part gets exactly its entries, and an entry under no part's prefix is an
+  // error naming it.
+  void load_state_dict(const NamedTensors& state);
 
   TrainResult fit();
 
@@ -130,6 +137,10 @@ class Trainer {
   std::string metrics_path() const;  // <out_dir>/metrics.jsonl
 
  private:
+  // Calls visit(prefix, part) for every part of state_dict(), on `self` const or not.
+  template <typename Self, typename Visit>
+  static void visit_state_parts(Self& self, Visit&& visit);
+
   bool run_step(TrainResult& result, double& epoch_loss_sum);
   bool detect_spikes(int64_t step, double loss, double grad_norm);
   void end_epoch(TrainResult& result, double train_loss);

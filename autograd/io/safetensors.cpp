@@ -64,7 +64,7 @@ std::string json_string(const std::string& text, const std::string& what) {
 
 // The header exactly as the reference serialises it: compact JSON, "__metadata__" first, entries
 // with fields in the order dtype, shape, data_offsets, then spaces up to a multiple of 8 bytes.
-std::string build_header(const std::vector<std::pair<std::string, Tensor>>& tensors,
+std::string build_header(const NamedTensors& tensors,
                          const std::map<std::string, std::string>& metadata) {
   std::string header = "{";
   if (!metadata.empty()) {
@@ -93,7 +93,7 @@ std::string build_header(const std::vector<std::pair<std::string, Tensor>>& tens
   return header;
 }
 
-void check_tensors_to_write(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+void check_tensors_to_write(const NamedTensors& tensors) {
   std::set<std::string> names;
   for (const auto& [name, tensor] : tensors) {
     if (!tensor.defined())
@@ -497,8 +497,7 @@ const Tensor& SafeTensors::get(const std::string& name) const {
   throw std::out_of_range("safetensors file '" + source + "' has no tensor named '" + name + "'");
 }
 
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
   check_tensors_to_write(tensors);
   std::string header = build_header(tensors, metadata);

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/state_dict.hpp"
 #include "autograd/tensor.hpp"
 
 namespace dpm {
@@ -29,7 +30,7 @@ inline constexpr uint64_t kSafetensorsMaxHeaderBytes = 100'000'000;  // the refe
 inline constexpr int64_t kSafetensorsMaxTensors = 100'000;
 
 struct SafeTensors {
-  std::vector<std::pair<std::string, Tensor>> tensors;  // in file (data offset) order
+  NamedTensors tensors;  // in file (data offset) order
   std::map<std::string, std::string> metadata;
   std::string source;  // the path it was read from, for error messages
 
@@ -41,8 +42,7 @@ struct SafeTensors {
 // it over `path` and fsyncs the directory, so a crash or a full disk never leaves a torn file and
 // an existing file stays intact on failure. Empty metadata omits "__metadata__", as the
 // reference does. Throws std::invalid_argument for undefined tensors or duplicate/reserved names.
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 struct SafetensorsReadOptions {

@@ -79,13 +79,16 @@ SpectralState::Vectors SpectralState::vectors(const std::string& key, const Shap
   return fresh;
 }
 
-NamedTensors SpectralState::tensors() const {
+NamedTensors SpectralState::state_dict() const {
   return {tensors_.begin(), tensors_.end()};
 }
 
-void SpectralState::load(const NamedTensors& tensors) {
+void SpectralState::load_state_dict(const NamedTensors& state) {
+  for (const auto& [name, t] : state)
+    if (!t.defined())
+      throw std::invalid_argument("SpectralState: tensor '" + name + "' is undefined");
   tensors_.clear();
-  for (const auto& [name, t] : tensors) tensors_[name] = t.clone();
+  for (const auto& [name, t] : state) tensors_[name] = t.clone();
 }
 
 std::vector<int64_t> uniform_time_grid(int64_t num_steps, int points) {

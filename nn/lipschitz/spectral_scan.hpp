@@ -10,14 +10,13 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/state_dict.hpp"
 #include "autograd/tensor.hpp"
 #include "nn/lipschitz/operator_norm.hpp"
 #include "nn/module.hpp"
 #include "nn/noise_model.hpp"
 
 namespace dpm::lipschitz {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The persistent power-iteration vectors, "<key>.u" and "<key>.v" per measured operator (key: the
 // layer's name, or "<layer>.proxy" for a conv's reshaped kernel): plain named tensors, so a
@@ -34,9 +33,10 @@ class SpectralState {
   // the state's seed and the key, so it does not depend on the order of calls), u zeros.
   Vectors vectors(const std::string& key, const Shape& output_shape, const Shape& input_shape);
 
-  NamedTensors tensors() const;  // sorted by name; shares storage
-  // Replaces the whole state by copies of `tensors` (names as tensors() gives them).
-  void load(const NamedTensors& tensors);
+  NamedTensors state_dict() const;  // sorted by name; shares storage
+  // Replaces the whole state by copies of `state` (names as state_dict() gives them); any set of
+  // operators is accepted, since a vector absent or of another shape is recreated when measured.
+  void load_state_dict(const NamedTensors& state);
   size_t size() const { return tensors_.size(); }
 
  private:

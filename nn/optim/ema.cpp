@@ -62,15 +62,9 @@ const Tensor& Ema::shadow() const {
   return shadow_;
 }
 
-void Ema::load_shadow(const Tensor& values) {
-  require_not_swapped("load_shadow");
-  if (!values.defined() || values.numel() != shadow_.numel())
-    throw std::invalid_argument("Ema::load_shadow: got " +
-                                (values.defined() ? std::to_string(values.numel()) + " elements"
-                                                  : std::string("an undefined tensor")) +
-                                ", expected " + std::to_string(shadow_.numel()) +
-                                " (the parameter arena's size)");
-  shadow_.copy_(values.reshape({shadow_.numel()}));
+void Ema::load_state_dict(const NamedTensors& state) {
+  require_not_swapped("load_state_dict");
+  shadow_.copy_(match_state_dict("Ema", {{"shadow", shadow_}}, state)[0]);
 }
 
 void Ema::set_update_count(int64_t count) {

@@ -4,6 +4,7 @@
 // diffusion training).
 #include <cstdint>
 
+#include "autograd/state_dict.hpp"
 #include "autograd/tensor.hpp"
 #include "nn/arena.hpp"
 
@@ -28,11 +29,12 @@ class Ema {
   void swap();
   bool swapped() const { return swapped_; }
 
-  // The averaged weights, [numel] in the arena's layout (live: shares storage). For resume files
-  // save it with update_count().
+  // The averaged weights, [numel] in the arena's layout (live: shares storage).
   const Tensor& shadow() const;
-  // Copies a saved shadow in (any shape with the arena's numel).
-  void load_shadow(const Tensor& values);
+  // {"shadow": shadow()}; with update_count() it continues the average bitwise.
+  NamedTensors state_dict() const { return {{"shadow", shadow()}}; }
+  // Copies a saved shadow in: exactly {"shadow": [numel]}.
+  void load_state_dict(const NamedTensors& state);
   int64_t update_count() const { return update_count_; }
   void set_update_count(int64_t count);
   bool warmup() const { return warmup_; }

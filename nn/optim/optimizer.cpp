@@ -64,43 +64,9 @@ void Optimizer::for_each_piece(const std::function<void(int64_t, int64_t, bool)>
   });
 }
 
-void Optimizer::load_state_tensors(const NamedTensors& tensors) {
-  const std::string where = name_ + "::load_state_tensors: ";
-  const int64_t numel = arena_.numel();
-  std::vector<const Tensor*> sources(buffers_.size(), nullptr);
-  for (const auto& [name, tensor] : tensors) {
-    auto it = std::find_if(buffers_.begin(), buffers_.end(),
-                           // Named capture: clang < 16 cannot capture a structured binding.
-                           [&wanted = name](const auto& buffer) { return buffer.first == wanted; });
-    if (it == buffers_.end()) {
-      std::string expected;
-      for (const auto& buffer : buffers_) expected += (expected.empty() ? "" : ", ") + buffer.first;
-      throw std::invalid_argument(where + "unknown buffer '" + name +
-                                  "' (expected: " + (expected.empty() ? "none" : expected) + ")");
-    }
-    const Tensor*& source = sources[static_cast<size_t>(it - buffers_.begin())];
-    if (source) throw std::invalid_argument(where + "buffer '" + name + "' given twice");
-    if (!tensor.defined())
-      throw std::invalid_argument(where + "buffer '" + name + "' is an undefined tensor");
-    if (tensor.numel() != numel)
-      throw std::invalid_argument(where + "buffer '" + name + "' has " +
-                                  std::to_string(tensor.numel()) + " elements, expected " +
-                                  std::to_string(numel) + " (the parameter arena's size)");
-    source = &tensor;
-  }
-  for (size_t i = 0; i < buffers_.size(); ++i)
-    if (!sources[i])
-      throw std::invalid_argument(where + "missing buffer '" + buffers_[i].first + "'");
-  for (size_t i = 0; i < buffers_.size(); ++i)
-    buffers_[i].second.copy_(sources[i]->reshape({numel}));
-}
-
-void Optimizer::load_state(const OptimizerState& state) {
-  require(state.step >= 0, "step count", ">= 0", static_cast<double>(state.step));
-  require(std::isfinite(state.lr) && state.lr >= 0, "lr", "finite and >= 0", state.lr);
-  load_state_tensors(state.tensors);
-  step_count_ = state.step;
-  lr_ = state.lr;
+void Optimizer::load_state_dict(const NamedTensors& state) {
+  std::vector<Tensor> sources = match_state_dict(name_, buffers_, state);
+  for (size_t i = 0; i < buffers_.size(); ++i) buffers_[i].second.copy_(sources[i]);
 }
 
 }  // namespace dpm::optim

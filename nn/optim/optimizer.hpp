@@ -10,20 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/state_dict.hpp"
 #include "autograd/tensor.hpp"
 #include "nn/arena.hpp"
 
 namespace dpm::optim {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
-// Everything a resume file needs to continue an optimizer bitwise: the scalars and the named flat
-// buffers (each [numel] in the arena's layout).
-struct OptimizerState {
-  int64_t step = 0;
-  double lr = 0;
-  NamedTensors tensors;
-};
 
 class Optimizer {
  public:
@@ -43,14 +34,13 @@ class Optimizer {
   int64_t step_count() const { return step_count_; }
   void set_step_count(int64_t steps);
 
-  // The live buffers (they share storage with the optimizer: clone them to take a snapshot).
-  NamedTensors state_tensors() const { return buffers_; }
-  // Copies into the buffers. Needs exactly the names state_tensors() gives, each with the arena's
-  // numel elements (any shape); checks everything before copying anything.
-  void load_state_tensors(const NamedTensors& tensors);
-  // The scalars and the live buffers (as state_tensors()).
-  OptimizerState state() const { return {step_count_, lr_, buffers_}; }
-  void load_state(const OptimizerState& state);
+  // The per-parameter buffers, each [numel] in the arena's layout (live: they share storage with
+  // the optimizer, clone them to take a snapshot). With step_count() and lr() they continue the
+  // optimizer bitwise.
+  NamedTensors state_dict() const { return buffers_; }
+  // Copies into the buffers: exactly the names and shapes of state_dict(), checked before
+  // anything is copied.
+  void load_state_dict(const NamedTensors& state);
 
  protected:
   // decay_all_parameters: decay every slot, instead of only those registered with
