@@ -158,13 +158,21 @@ TEST_CASE("20 steps straight equal 10 steps, resume, 10 steps, bitwise", "[train
         second.trainer->ema()->shadow().to_vector());
 }
 
-TEST_CASE("resume rejects files that do not match the run", "[trainer][resume]") {
-  TempDir tmp("dpm_trainer_resume_errors");
-  fs::path dir = tmp.path;
+namespace {
+// Three steps of 32 samples, writing into dir.
+train::TrainerOptions three_steps_into(const fs::path& dir) {
   train::TrainerOptions options;
   options.batch_size = 32;
   options.max_steps = 3;
   options.out_dir = dir;
+  return options;
+}
+}  // namespace
+
+TEST_CASE("resume rejects files that do not match the run", "[trainer][resume]") {
+  TempDir tmp("dpm_trainer_resume_errors");
+  fs::path dir = tmp.path;
+  train::TrainerOptions options = three_steps_into(dir);
   Setup s = make_setup(options);
   s.trainer->fit();
   options.ema_decay = 0.99;
@@ -173,6 +181,74 @@ TEST_CASE("resume rejects files that do not match the run", "[trainer][resume]")
                     Catch::Contains("resume.safetensors") && Catch::Contains("EMA"));
   CHECK_THROWS_WITH(s.trainer->resume((dir / "best.safetensors").string()),
                     Catch::Contains("not a resume file"));
+}
+
+TEST_CASE("resume names the format version, unknown fields and stray tensors",
+          "[trainer][resume]") {
+  TempDir tmp("dpm_trainer_resume_format");
+  fs::path dir = tmp.path;
+  const train::TrainerOptions options = three_steps_into(dir);
+  Setup s = make_setup(options);
+  s.trainer->fit();
+  const SafeTensors saved = read_safetensors((dir / "resume.safetensors").string());
+  const nlohmann::json fields = nlohmann::json::parse(saved.metadata.at("dpmlab.resume"));
+  CHECK(fields.at("version") == train::Trainer::kResumeFormatVersion);
+  CHECK(fields.at("best_val_loss").is_number());
+  CHECK(fields.at("ema_updates").is_null());
+
+  // The tensors are the trainer's state_dict: the model's under "model.", Adam's moments under
+  // "optimizer.".
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : saved.tensors) names.push_back(name);
+  std::vector<std::string> expected;
+  for (const auto& [name, tensor] : s.model->state_dict()) expected.push_back("model." + name);
+  expected.insert(expected.end(), {"optimizer.exp_avg", "optimizer.exp_avg_sq"});
+  CHECK(names == expected);
+
+  const std::string edited = (dir / "edited.safetensors").string();
+  auto resume_error = [&](const nlohmann::json& edited_fields, const NamedTensors& tensors) {
+    auto metadata = saved.metadata;
+    metadata["dpmlab.resume"] = edited_fields.dump();
+    write_safetensors(edited, tensors, metadata);
+    Setup fresh = make_setup(options);
+    try {
+      fresh.trainer->resume(edited);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  nlohmann::json old_version = fields;
+  old_version["version"] = 1;
+  CHECK_THAT(resume_error(old_version, saved.tensors),
+             Catch::Contains(edited) && Catch::Contains("resume format version 1") &&
+                 Catch::Contains("expected version 2"));
+  nlohmann::json no_version = fields;
+  no_version.erase("version");
+  CHECK_THAT(resume_error(no_version, saved.tensors),
+             Catch::Contains("resume format version missing"));
+  nlohmann::json unknown = fields;
+  unknown["learning_rate"] = 0.1;
+  CHECK_THAT(resume_error(unknown, saved.tensors),
+             Catch::Contains("unknown field 'learning_rate'"));
+  nlohmann::json missing = fields;
+  missing.erase("spike_detectors");
+  CHECK_THAT(resume_error(missing, saved.tensors),
+             Catch::Contains("field 'spike_detectors' is missing"));
+  nlohmann::json bad_step = fields;
+  bad_step["step"] = "three";
+  CHECK_THAT(resume_error(bad_step, saved.tensors),
+             Catch::Contains("field 'step': got \"three\", expected an integer >= 0"));
+
+  NamedTensors stray = saved.tensors;
+  stray.emplace_back("callback.counter.count", Tensor::zeros({1}));
+  CHECK_THAT(resume_error(fields, stray),
+             Catch::Contains("unexpected tensor 'callback.counter.count'"));
+  NamedTensors short_of_one(saved.tensors.begin(), saved.tensors.end() - 1);
+  CHECK_THAT(resume_error(fields, short_of_one),
+             Catch::Contains("tensors under 'optimizer.'") &&
+                 Catch::Contains("missing tensor 'exp_avg_sq'"));
+  CHECK(resume_error(fields, saved.tensors) == "no error");
 }
 
 TEST_CASE("a non-finite loss or gradient stops training and keeps the checkpoint", "[trainer]") {

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,7 +20,6 @@ namespace {
 // Streams split from the seed, one per purpose, so adding a consumer never shifts another.
 constexpr uint64_t kDataStream = 1, kNoiseStream = 2, kValidationStream = 3;
 constexpr const char* kResumeKey = "dpmlab.resume";
-constexpr int kResumeVersion = 1;
 
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) {
@@ -56,6 +56,32 @@ class EmaScope {
  private:
   optim::Ema* ema_;
 };
+
+// Resume fields are untrusted input: each value is type-checked before use (a float where a
+// count belongs would be undefined behaviour to convert).
+int64_t as_count(const nlohmann::json& value) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 0)
+    throw std::runtime_error("got " + value.dump() + ", expected an integer >= 0");
+  return value.get<int64_t>();
+}
+
+double as_number(const nlohmann::json& value) {
+  if (!value.is_number()) throw std::runtime_error("got " + value.dump() + ", expected a number");
+  return value.get<double>();
+}
+
+Rng::State as_rng_state(const nlohmann::json& value) {
+  Rng::State state{};
+  if (!value.is_array() || value.size() != state.size())
+    throw std::runtime_error("got " + value.dump() + ", expected " + std::to_string(state.size()) +
+                             " unsigned integers");
+  for (size_t i = 0; i < state.size(); ++i) {
+    if (!value[i].is_number_unsigned())
+      throw std::runtime_error("got " + value.dump() + ", expected unsigned integers");
+    state[i] = value[i].get<uint64_t>();
+  }
+  return state;
+}
 
 }  // namespace
 
@@ -163,6 +189,82 @@ void Trainer::save_best() {
   nn::save_state(best_path(), model_, metadata);
 }
 
+struct Trainer::ResumeField {
+  const char* key;
+  std::function<nlohmann::json(const Trainer&)> save;
+  std::function<void(Trainer&, const nlohmann::json&)> load;  // throws naming what it expected
+};
+
+const std::vector<Trainer::ResumeField>& Trainer::resume_fields() {
+  auto count = [](const char* key, int64_t Trainer::*member) {
+    return ResumeField{key, [member](const Trainer& t) { return nlohmann::json(t.*member); },
+                       [member](Trainer& t, const nlohmann::json& v) { t.*member = as_count(v); }};
+  };
+  auto number = [](const char* key, double Trainer::*member) {
+    return ResumeField{key, [member](const Trainer& t) { return nlohmann::json(t.*member); },
+                       [member](Trainer& t, const nlohmann::json& v) { t.*member = as_number(v); }};
+  };
+  static const std::vector<ResumeField> fields = {
+      {"optimizer", [](const Trainer& t) { return nlohmann::json(t.optimizer_.name()); },
+       [](Trainer& t, const nlohmann::json& v) {
+         if (v != t.optimizer_.name())
+           throw std::runtime_error("the file was written with " + v.dump() + ", this run uses '" +
+                                    t.optimizer_.name() + "'");
+       }},
+      count("step", &Trainer::step_),
+      count("epoch", &Trainer::epoch_),
+      count("step_in_epoch", &Trainer::step_in_epoch_),
+      number("epoch_loss_sum", &Trainer::epoch_loss_sum_),
+      {"optimizer_step", [](const Trainer& t) { return nlohmann::json(t.optimizer_.step_count()); },
+       [](Trainer& t, const nlohmann::json& v) { t.optimizer_.set_step_count(as_count(v)); }},
+      {"lr", [](const Trainer& t) { return nlohmann::json(t.optimizer_.lr()); },
+       [](Trainer& t, const nlohmann::json& v) { t.optimizer_.set_lr(as_number(v)); }},
+      // null without EMA, so a file and a run that disagree on EMA are told apart here.
+      {"ema_updates",
+       [](const Trainer& t) {
+         return t.ema_ ? nlohmann::json(t.ema_->update_count()) : nlohmann::json(nullptr);
+       },
+       [](Trainer& t, const nlohmann::json& v) {
+         if (v.is_null() != !t.ema_)
+           throw std::runtime_error(t.ema_ ? "the file has no EMA weights but this run uses EMA"
+                                           : "the file has EMA weights but this run has no EMA "
+                                             "(set ema_decay)");
+         if (t.ema_) t.ema_->set_update_count(as_count(v));
+       }},
+      {"noise_rng", [](const Trainer& t) { return nlohmann::json(t.noise_rng_.state()); },
+       [](Trainer& t, const nlohmann::json& v) { t.noise_rng_.set_state(as_rng_state(v)); }},
+      {"data_position",
+       [](const Trainer& t) { return nlohmann::json(t.loader_.position().serialize()); },
+       [](Trainer& t, const nlohmann::json& v) {
+         if (!v.is_string()) throw std::runtime_error("got " + v.dump() + ", expected a string");
+         t.loader_.set_position(datasets::DataLoaderPosition::deserialize(v.get<std::string>()));
+       }},
+      count("best_epoch", &Trainer::best_epoch_),
+      count("epochs_since_best", &Trainer::epochs_since_best_),
+      number("elapsed_seconds", &Trainer::elapsed_before_),
+      {"best_val_loss",  // null until a validation loss exists
+       [](const Trainer& t) {
+         return t.best_val_ ? nlohmann::json(*t.best_val_) : nlohmann::json(nullptr);
+       },
+       [](Trainer& t, const nlohmann::json& v) {
+         t.best_val_.reset();
+         if (!v.is_null()) t.best_val_ = as_number(v);
+       }},
+      {"spike_detectors",
+       [](const Trainer& t) {
+         return nlohmann::json{{"loss", t.loss_spikes_.state_json()},
+                               {"grad_norm", t.grad_norm_spikes_.state_json()}};
+       },
+       [](Trainer& t, const nlohmann::json& v) {
+         if (!v.is_object() || v.size() != 2 || !v.contains("loss") || !v.contains("grad_norm"))
+           throw std::runtime_error("got " + v.dump() + R"(, expected {"loss", "grad_norm"})");
+         t.loss_spikes_.load_state_json(v.at("loss"));
+         t.grad_norm_spikes_.load_state_json(v.at("grad_norm"));
+       }},
+  };
+  return fields;
+}
+
 template <typename Self, typename Visit>
 void Trainer::visit_state_parts(Self& self, Visit&& visit) {
   visit(std::string("model."), self.model_);
@@ -202,27 +304,10 @@ void Trainer::load_state_dict(const NamedTensors& state) {
 }
 
 void Trainer::save_resume(const std::string& path) const {
-  nlohmann::json state = {
-      {"version", kResumeVersion},
-      {"optimizer", optimizer_.name()},
-      {"step", step_},
-      {"epoch", epoch_},
-      {"step_in_epoch", step_in_epoch_},
-      {"epoch_loss_sum", epoch_loss_sum_},
-      {"optimizer_step", optimizer_.step_count()},
-      {"lr", optimizer_.lr()},
-      {"ema_updates", ema_ ? ema_->update_count() : 0},
-      {"noise_rng", noise_rng_.state()},
-      {"data_position", loader_.position().serialize()},
-      {"best_epoch", best_epoch_},
-      {"epochs_since_best", epochs_since_best_},
-      {"elapsed_seconds", elapsed_before_},
-  };
-  if (best_val_) state["best_val_loss"] = *best_val_;
-  state["spike_detectors"] = {{"loss", loss_spikes_.state_json()},
-                              {"grad_norm", grad_norm_spikes_.state_json()}};
+  nlohmann::json fields = {{"version", kResumeFormatVersion}};
+  for (const ResumeField& field : resume_fields()) fields[field.key] = field.save(*this);
   auto metadata = options_.checkpoint_metadata;
-  metadata[kResumeKey] = state.dump();
+  metadata[kResumeKey] = fields.dump();
   write_safetensors(path, state_dict(), metadata);
 }
 
@@ -232,69 +317,33 @@ void Trainer::resume(const std::string& path) {
   if (it == file.metadata.end())
     throw std::runtime_error(path + ": not a resume file (no '" + std::string(kResumeKey) +
                              "' metadata; model checkpoints cannot be resumed from)");
-  // A resume file is untrusted input: every field is type-checked before use (a float where a
-  // count belongs would be undefined behaviour to convert), and every problem names the file.
   try {
-    const nlohmann::json state = nlohmann::json::parse(it->second);
-    auto count = [&](const char* key) {
-      const nlohmann::json& value = state.at(key);
-      if (!value.is_number_integer() || value.get<int64_t>() < 0)
-        throw std::runtime_error(std::string("field '") + key + "' is " + value.dump() +
-                                 ", expected an integer >= 0");
-      return value.get<int64_t>();
-    };
-    auto number = [&](const char* key) {
-      const nlohmann::json& value = state.at(key);
-      if (!value.is_number())
-        throw std::runtime_error(std::string("field '") + key + "' is " + value.dump() +
-                                 ", expected a number");
-      return value.get<double>();
-    };
-    if (state.at("version") != kResumeVersion)
-      throw std::runtime_error("version " + state.at("version").dump() + ", expected " +
-                               std::to_string(kResumeVersion));
-    if (state.at("optimizer").get<std::string>() != optimizer_.name())
-      throw std::runtime_error("written with optimizer '" +
-                               state.at("optimizer").get<std::string>() + "', this run uses '" +
-                               optimizer_.name() + "'");
-    bool has_ema = false;
-    for (const auto& entry : file.tensors) has_ema = has_ema || entry.first == "ema.shadow";
-    if (has_ema != static_cast<bool>(ema_))
-      throw std::runtime_error(has_ema ? "has EMA weights but this run has no EMA (set ema_decay)"
-                                       : "has no EMA weights but this run uses EMA");
-    Rng::State noise_state{};
-    const nlohmann::json& noise = state.at("noise_rng");
-    if (!noise.is_array() || noise.size() != noise_state.size())
-      throw std::runtime_error("field 'noise_rng' is " + noise.dump() + ", expected " +
-                               std::to_string(noise_state.size()) + " unsigned integers");
-    for (size_t i = 0; i < noise_state.size(); ++i) {
-      if (!noise[i].is_number_unsigned())
-        throw std::runtime_error("field 'noise_rng' is " + noise.dump() +
-                                 ", expected unsigned integers");
-      noise_state[i] = noise[i].get<uint64_t>();
+    const nlohmann::json fields = nlohmann::json::parse(it->second);
+    if (!fields.is_object())
+      throw std::runtime_error("'" + std::string(kResumeKey) + "' is " + fields.dump() +
+                               ", expected an object");
+    const nlohmann::json version = fields.value("version", nlohmann::json());
+    if (version != kResumeFormatVersion)
+      throw std::runtime_error("resume format version " +
+                               (version.is_null() ? std::string("missing") : version.dump()) +
+                               ", expected version " + std::to_string(kResumeFormatVersion) +
+                               " (the file was written by another dpmlab version; resume with "
+                               "that version or start a new run)");
+    for (const auto& [key, value] : fields.items()) {
+      bool known = key == "version";
+      for (const ResumeField& field : resume_fields()) known = known || key == field.key;
+      if (!known) throw std::runtime_error("unknown field '" + key + "'");
     }
-
+    for (const ResumeField& field : resume_fields()) {
+      if (!fields.contains(field.key))
+        throw std::runtime_error(std::string("field '") + field.key + "' is missing");
+      try {
+        field.load(*this, fields.at(field.key));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("field '") + field.key + "': " + e.what());
+      }
+    }
     load_state_dict(file.tensors);
-    optimizer_.set_step_count(count("optimizer_step"));
-    optimizer_.set_lr(number("lr"));
-    if (ema_) ema_->set_update_count(count("ema_updates"));
-    noise_rng_.set_state(noise_state);
-    loader_.set_position(
-        datasets::DataLoaderPosition::deserialize(state.at("data_position").get<std::string>()));
-    step_ = count("step");
-    epoch_ = count("epoch");
-    step_in_epoch_ = count("step_in_epoch");
-    epoch_loss_sum_ = number("epoch_loss_sum");
-    best_epoch_ = count("best_epoch");
-    epochs_since_best_ = count("epochs_since_best");
-    elapsed_before_ = number("elapsed_seconds");
-    best_val_.reset();
-    if (state.contains("best_val_loss")) best_val_ = number("best_val_loss");
-    // Absent in files written before the spike alarm existed: the detectors then warm up again.
-    if (state.contains("spike_detectors")) {
-      loss_spikes_.load_state_json(state.at("spike_detectors").at("loss"));
-      grad_norm_spikes_.load_state_json(state.at("spike_detectors").at("grad_norm"));
-    }
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": malformed '" + std::string(kResumeKey) +
                              "' metadata: " + e.what());

@@ -111,11 +111,13 @@ class Trainer {
 
   void add_callback(std::shared_ptr<Callback> callback);
 
-  // Continues from a resume file written by this trainer (same model, optimizer kind, data).
+  // Continues from a resume file written by this trainer (same model, optimizer kind, data) in
+  // this format version; a file of another version is refused, naming both versions.
   void resume(const std::string& path);
   // Writes a resume file now (also done every resume_every steps and on SIGINT): state_dict()
   // as tensors, the scalar fields of the run as JSON metadata under "dpmlab.resume".
   void save_resume(const std::string& path) const;
+  static constexpr int kResumeFormatVersion = 2;
 
   // The tensors of a resume file: the model's under "model.", the optimizer's under
   // "optimizer.", the EMA's under "ema." and each callback's under "callback.<name>.".
@@ -137,6 +139,9 @@ class Trainer {
   std::string metrics_path() const;  // <out_dir>/metrics.jsonl
 
  private:
+  // The scalar fields of a resume file, declared once for save_resume and resume.
+  struct ResumeField;
+  static const std::vector<ResumeField>& resume_fields();
   // Calls visit(prefix, part) for every part of state_dict(), on `self` const or not.
   template <typename Self, typename Visit>
   static void visit_state_parts(Self& self, Visit&& visit);
