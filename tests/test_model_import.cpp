@@ -119,7 +119,7 @@ TEST_CASE("import_state_dict loads a torch-style state_dict into a checkpoint th
   }
 }
 
-TEST_CASE("import_state_dict names the first mismatch and counts the others", "[import]") {
+TEST_CASE("import_state_dict names every mismatch", "[import]") {
   TempDir dir;
   std::vector<StoredTensor> state = twin_state(2);
   const std::string first = state[0].name;
@@ -129,13 +129,13 @@ TEST_CASE("import_state_dict names the first mismatch and counts the others", "[
     const std::string message = import_error(write_file(dir, torch_file_bytes(state)));
     CHECK_THAT(message, Catch::Contains("twin.safetensors") &&
                             Catch::Contains("missing tensor '" + first + "'") &&
-                            Catch::Contains("(and 1 more mismatches)"));
+                            Catch::Contains("unexpected tensor"));
   }
   SECTION("an unexpected name") {
     state.push_back({"extra.weight", Tensor::zeros({2})});
     CHECK_THAT(import_error(write_file(dir, torch_file_bytes(state))),
                Catch::Contains("unexpected tensor 'extra.weight' (shape [2])") &&
-                   !Catch::Contains("more mismatches"));
+                   !Catch::Contains("missing tensor"));
   }
   SECTION("a wrong shape, with both shapes") {
     const Shape expected = state[0].value.shape();

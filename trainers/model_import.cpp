@@ -1,7 +1,6 @@
 #include "trainers/model_import.hpp"
 
 #include <stdexcept>
-#include <vector>
 
 #include "autograd/io/safetensors.hpp"
 #include "nn/checkpoint.hpp"
@@ -17,15 +16,12 @@ DpmCheckpoint import_state_dict(const std::string& path, const nlohmann::json& m
   DpmCheckpoint checkpoint{nn::make_noise_model(model_config, rng), schedule, objective, {}};
 
   const SafeTensors file = read_safetensors(path, SafetensorsReadOptions{.int64_as_float32 = true});
-  const std::vector<std::string> mismatches = nn::state_mismatches(*checkpoint.model, file);
-  if (!mismatches.empty()) {
-    std::string message = "state_dict '" + path + "' does not fit the model of config " +
-                          checkpoint.model->config().dump() + ": " + mismatches.front();
-    if (mismatches.size() > 1)
-      message += " (and " + std::to_string(mismatches.size() - 1) + " more mismatches)";
-    throw std::runtime_error(message);
+  try {
+    checkpoint.model->load_state_dict(file.tensors);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("state_dict '" + path + "' does not fit the model of config " +
+                             checkpoint.model->config().dump() + ": " + e.what());
   }
-  nn::load_state(*checkpoint.model, file);
   return checkpoint;
 }
 
