@@ -166,6 +166,42 @@ void randomize_batchnorms(nn::Module& model, Rng& rng) {
       rng.fill_uniform(p.variable.data().data(), p.variable.numel(), 0.5f, 1.5f);
 }
 
+// The certified bounds of four small models at three steps: the MLP with additive and with FiLM
+// conditioning, the U-Net in 1-D and 2-D. A refactor of how the bound is composed must leave
+// every one of them bitwise the same.
+std::vector<double> certified_bounds(nn::NoiseModel& model, const Shape& sample_shape) {
+  ScanOptions options;
+  options.time_grid = {0, 40, 299};
+  SpectralState state(3);
+  record_input_shapes(model, sample_shape);
+  return spectral_scan(model, state, options).bound_by_t;
+}
+
+std::vector<std::vector<double>> regression_bounds() {
+  std::vector<std::vector<double>> out;
+  for (const nn::MlpConditioning conditioning :
+       {nn::MlpConditioning::add, nn::MlpConditioning::film}) {
+    Rng rng(21);
+    nn::ResidualMLP mlp({.dim = 6,
+                         .width = 12,
+                         .depth = 3,
+                         .time_embedding_size = 8,
+                         .conditioning = conditioning},
+                        rng);
+    out.push_back(certified_bounds(mlp, {6}));
+  }
+  for (const int dims : {1, 2}) {
+    Rng rng(22);
+    nn::UNetOptions options = tiny_unet_options();
+    options.spatial_dims = dims;
+    options.blocks_per_level = 2;
+    nn::UNet unet(options, rng);
+    randomize_batchnorms(unet, rng);
+    out.push_back(certified_bounds(unet, dims == 1 ? Shape{1, 8} : Shape{1, 8, 8}));
+  }
+  return out;
+}
+
 // The exact largest singular value of a model's parameter, read as [size(0), rest].
 double parameter_norm(const nn::Module& model, const std::string& name) {
   for (const auto& p : model.named_parameters()) {
@@ -568,6 +604,17 @@ TEST_CASE("spectral scan of the U-Net: conv norms at the seen size, factors, bou
   nn::UNet attending(with_attention, rng);
   record_input_shapes(attending, {1, 8});
   CHECK_THAT(spectral_scan(attending, state, options).bound_note, Catch::Contains("attention"));
+}
+
+TEST_CASE("certified bounds of the MLP and U-Net stay bitwise the same", "[spectral][autolip]") {
+  // Printed with %a by `build/tests/test_spectral "[autolip]"` at commit 4256175 (Release).
+  const std::vector<std::vector<double>> expected{
+      {0x1.abacdbe9bb93dp+3, 0x1.abacdbe9bb93dp+3, 0x1.abacdbe9bb93dp+3},     // MLP, add
+      {0x1.96114706a1305p+4, 0x1.b87092e2e44bfp+4, 0x1.a62cd6b92db7p+4},      // MLP, FiLM
+      {0x1.5196d1ba82ce4p+22, 0x1.3ed03ad1be6e4p+22, 0x1.3aaca19ebd06fp+22},  // U-Net 1-D
+      {0x1.88be0c7f9fba7p+22, 0x1.9b3b554cb2c6ap+22, 0x1.99542a8e8d40ep+22},  // U-Net 2-D
+  };
+  CHECK(regression_bounds() == expected);
 }
 
 TEST_CASE("uniform time grid", "[spectral][scan]") {
