@@ -9,13 +9,16 @@ class PointwiseActivation : public Layer {
  public:
   using Function = Variable (*)(const Variable&);
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms&) const override { return lipschitz_; }
 
  protected:
-  PointwiseActivation(const char* type_name, Function function)
-      : Layer(type_name), function_(function) {}
+  // lipschitz: max_x |f'(x)|.
+  PointwiseActivation(const char* type_name, Function function, double lipschitz)
+      : Layer(type_name), function_(function), lipschitz_(lipschitz) {}
 
  private:
   Function function_;
+  double lipschitz_;
 };
 
 class SiLU : public PointwiseActivation {

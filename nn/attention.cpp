@@ -8,6 +8,7 @@
 #include "autograd/ops/arith.hpp"
 #include "autograd/ops/linalg.hpp"
 #include "autograd/ops/shape.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -32,6 +33,10 @@ Variable SelfAttention::forward(const Variable& x) {
   Variable attention = softmax(bmm(qkv[0], transpose(qkv[1], 1, 2)) * scale, 2);  // [B, S, S]
   Variable mixed = proj_->forward(bmm(attention, qkv[2]));                        // [B, S, C]
   return trace_output(*this, x + reshape(transpose(mixed, 1, 2), x.shape()));
+}
+
+double SelfAttention::lipschitz_bound(const lipschitz::LayerNorms&) const {
+  throw lipschitz::Unbounded(*this, "computes dot-product attention: not globally Lipschitz");
 }
 
 }  // namespace dpm::nn

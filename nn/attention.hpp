@@ -14,6 +14,7 @@ class SelfAttention : public Layer {
  public:
   SelfAttention(int64_t channels, const NormOptions& norm, Rng& rng);
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;  // none: throws
 
  private:
   int64_t channels_;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "autograd/ops/norm.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -25,6 +26,10 @@ Variable BatchNorm::forward(const Variable& x) {
       batch_norm(x, running_mean_, running_var_, weight_, bias_, is_training(), momentum_, eps_);
   if (is_training()) num_batches_tracked_.data()[0] += 1.0f;
   return trace_output(*this, y);
+}
+
+double BatchNorm::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  return norms.batchnorm(*this);
 }
 
 }  // namespace dpm::nn

@@ -14,6 +14,8 @@ class BatchNorm : public Layer {
  public:
   explicit BatchNorm(int64_t num_features, float eps = 1e-5f, float momentum = 0.1f);
   Variable forward(const Variable& x) override;
+  // Eval mode: max_c |gamma_c| / sqrt(running_var_c + eps), as measured.
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
 
   int64_t num_features() const { return num_features_; }
   float eps() const { return eps_; }

@@ -5,6 +5,7 @@
 
 #include "autograd/ops/conv.hpp"
 #include "nn/init.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -47,6 +48,10 @@ std::shared_ptr<Conv> make_conv(int spatial_dims, const ConvOptions& options, Rn
   if (spatial_dims == 2) return std::make_shared<Conv2d>(options, rng);
   throw std::invalid_argument("make_conv: spatial_dims must be 1 or 2, got " +
                               std::to_string(spatial_dims));
+}
+
+double Conv::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  return norms.operator_norm(*this);
 }
 
 }  // namespace dpm::nn

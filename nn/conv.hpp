@@ -23,6 +23,7 @@ struct ConvOptions {
 class Conv : public Layer {
  public:
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;  // its operator norm
 
   const ConvOptions& options() const { return options_; }
   int spatial_dims() const { return spatial_dims_; }

@@ -6,6 +6,7 @@
 #include "autograd/ops/activation.hpp"
 #include "autograd/ops/arith.hpp"
 #include "autograd/ops/shape.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -27,6 +28,10 @@ Variable FiLM::forward(const Variable& h, const Variable& temb) {
   Variable scale = reshape(scale_shift[0], Shape(broadcast_shape));
   Variable shift = reshape(scale_shift[1], Shape(broadcast_shape));
   return trace_output(*this, h * (scale + 1.0f) + shift);
+}
+
+double FiLM::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  return norms.film(*this);
 }
 
 }  // namespace dpm::nn

@@ -14,6 +14,8 @@ class FiLM : public Module {
   FiLM(int64_t time_dim, int64_t channels, Rng& rng);
   // h [B, C, *], temb [B, time_dim] -> [B, C, *]
   Variable forward(const Variable& h, const Variable& temb);
+  // In h at the time step being bounded: max_c |1 + scale_c(t)|, as measured.
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
 
   int64_t channels() const { return channels_; }
 

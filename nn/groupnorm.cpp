@@ -4,6 +4,7 @@
 #include <string>
 
 #include "autograd/ops/norm.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -20,6 +21,11 @@ GroupNorm::GroupNorm(int groups, int64_t num_channels, float eps)
 
 Variable GroupNorm::forward(const Variable& x) {
   return trace_output(*this, group_norm(x, groups_, weight_, bias_, eps_));
+}
+
+double GroupNorm::lipschitz_bound(const lipschitz::LayerNorms&) const {
+  throw lipschitz::Unbounded(*this,
+                             "divides by each sample's own spread: no global Lipschitz bound");
 }
 
 }  // namespace dpm::nn

@@ -9,6 +9,7 @@ class GroupNorm : public Layer {
  public:
   GroupNorm(int groups, int64_t num_channels, float eps = 1e-5f);
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;  // none: throws
 
   int groups() const { return groups_; }
   Variable weight() const { return weight_; }

@@ -5,6 +5,7 @@
 
 #include "autograd/ops/linalg.hpp"
 #include "nn/init.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -24,6 +25,10 @@ Linear::Linear(int64_t in_features, int64_t out_features, Rng& rng, bool bias)
 
 Variable Linear::forward(const Variable& x) {
   return trace_output(*this, linear(x, weight_, bias_));
+}
+
+double Linear::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  return norms.operator_norm(*this);
 }
 
 }  // namespace dpm::nn

@@ -9,6 +9,7 @@ class Linear : public Layer {
  public:
   Linear(int64_t in_features, int64_t out_features, Rng& rng, bool bias = true);
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;  // its operator norm
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }

@@ -8,6 +8,8 @@
 #include "autograd/ops/shape.hpp"
 #include "nn/activation.hpp"
 #include "nn/config_reader.hpp"
+#include "nn/lipschitz/autolip.hpp"
+#include "nn/lipschitz/constants.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -50,6 +52,15 @@ Variable ResidualMLPBlock::forward(const Variable& h, const Variable& te) {
   return trace_output(*this, h + fc2_->forward(silu(hidden)));
 }
 
+double ResidualMLPBlock::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  using lipschitz::kSiluLipschitz;
+  // Adding te does not change the slope in h; FiLM scales by its factor at this t.
+  const double film = film_ ? film_->lipschitz_bound(norms) : 1.0;
+  const double branch = kSiluLipschitz * fc2_->lipschitz_bound(norms) * film * kSiluLipschitz *
+                        fc1_->lipschitz_bound(norms);
+  return lipschitz::residual_bound(branch, 1.0);
+}
+
 ResidualMLP::ResidualMLP(const ResidualMLPOptions& options, Rng& rng)
     : NoiseModel("ResidualMLP"), options_(options) {
   const ResidualMLPOptions& o = options;
@@ -68,17 +79,31 @@ ResidualMLP::ResidualMLP(const ResidualMLPOptions& options, Rng& rng)
   out_proj_ = register_module("out_proj", std::make_shared<Linear>(o.width, o.dim, rng));
 }
 
+Variable ResidualMLP::embed_time(const std::vector<int64_t>& t) {
+  return time_mlp_->forward(time_embedding_->forward(t));
+}
+
 Variable ResidualMLP::forward(const Variable& x, const std::vector<int64_t>& t) {
   if (x.ndim() < 2 || x.numel() != x.size(0) * options_.dim)
     throw std::invalid_argument("ResidualMLP: input must be [B, *] with " +
                                 std::to_string(options_.dim) + " elements per sample (dim), got " +
                                 x.shape().str());
   check_steps(x, t);
-  Variable te = time_mlp_->forward(time_embedding_->forward(t));
+  Variable te = embed_time(t);
   Variable h = in_proj_->forward(reshape(x, {x.size(0), options_.dim}));
   for (auto& block : *blocks_) h = block->forward(h, te);
   Variable out = out_proj_->forward(silu(h));
   return trace_output(*this, reshape(out, x.shape()));
+}
+
+double ResidualMLP::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  double bound = in_proj_->lipschitz_bound(norms);
+  for (const auto& block : *blocks_) bound *= block->lipschitz_bound(norms);
+  return bound * lipschitz::kSiluLipschitz * out_proj_->lipschitz_bound(norms);
+}
+
+std::string ResidualMLP::lipschitz_bound_note() const {
+  return "AutoLip over the ResidualMLP graph (residual: 1 + L_g)";
 }
 
 }  // namespace dpm::nn

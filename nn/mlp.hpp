@@ -39,6 +39,8 @@ class ResidualMLPBlock : public Module {
  public:
   ResidualMLPBlock(int64_t width, MlpConditioning conditioning, Rng& rng);
   Variable forward(const Variable& h, const Variable& te);
+  // In h at fixed te: 1 + L(branch).
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
 
  private:
   std::shared_ptr<Linear> fc1_, fc2_;
@@ -50,7 +52,11 @@ class ResidualMLP : public NoiseModel {
   ResidualMLP(const ResidualMLPOptions& options, Rng& rng);
   Variable forward(const Variable& x, const std::vector<int64_t>& t) override;
   nlohmann::json config() const override { return options_.to_json(); }
+  Variable embed_time(const std::vector<int64_t>& t) override;  // time_mlp(sinusoidal(t))
   const ResidualMLPOptions& options() const { return options_; }
+  // In x at fixed t: in_proj, the blocks, SiLU and out_proj multiply.
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
+  std::string lipschitz_bound_note() const override;
 
  private:
   ResidualMLPOptions options_;

@@ -3,11 +3,20 @@
 #include <stdexcept>
 
 #include "nn/arena.hpp"
+#include "nn/lipschitz/autolip.hpp"
 
 namespace dpm::nn {
 
 Module::Module(std::string type_name) : type_name_(std::move(type_name)) {}
 Module::~Module() = default;
+
+double Module::lipschitz_bound(const lipschitz::LayerNorms&) const {
+  throw lipschitz::Unbounded(*this, "has no AutoLip rule");
+}
+
+std::string Module::lipschitz_bound_note() const {
+  return "AutoLip over the " + type_name_ + " graph";
+}
 
 void Module::check_new_name(const std::string& name) const {
   if (name.empty() || name.find('.') != std::string::npos)

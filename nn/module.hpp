@@ -10,6 +10,10 @@
 #include "autograd/state_dict.hpp"
 #include "autograd/variable.hpp"
 
+namespace dpm::lipschitz {
+class LayerNorms;
+}  // namespace dpm::lipschitz
+
 namespace dpm::nn {
 
 class ParameterArena;
@@ -58,6 +62,14 @@ class Module {
   // optimizer steps, EMA, checkpoints and spectral scans are single passes. Call it on the root
   // module after construction; registering parameters afterwards is an error.
   ParameterArena& arena();
+
+  // A certified upper bound on the Lipschitz constant (l2) of forward in its first tensor input,
+  // any other input (the time embedding) held fixed, composed from the measured norms of the
+  // module's layers by the rules of nn/lipschitz/autolip.hpp. Throws lipschitz::Unbounded when
+  // there is no finite bound; the default has no rule and throws.
+  virtual double lipschitz_bound(const lipschitz::LayerNorms& norms) const;
+  // What that bound covers (the rules it composes), for reports.
+  virtual std::string lipschitz_bound_note() const;
 
  protected:
   // Registers a trainable tensor; returns the Variable the module keeps and uses in forward.

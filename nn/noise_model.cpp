@@ -14,6 +14,10 @@ void NoiseModel::check_steps(const Variable& x, const std::vector<int64_t>& t) c
                                 std::to_string(t.size()) + " for input " + x.shape().str());
 }
 
+Variable NoiseModel::embed_time(const std::vector<int64_t>&) {
+  return {};
+}
+
 std::shared_ptr<NoiseModel> make_noise_model(const nlohmann::json& config, Rng& rng) {
   if (!config.is_object() || !config.contains("arch") || !config["arch"].is_string())
     throw std::invalid_argument(

@@ -20,6 +20,9 @@ class NoiseModel : public Module {
   virtual Variable forward(const Variable& x, const std::vector<int64_t>& t) = 0;
   // Everything needed to rebuild the architecture: {"arch": ..., options...}.
   virtual nlohmann::json config() const = 0;
+  // The time embedding the network's blocks (and FiLM layers) see at the steps t,
+  // [t.size(), width]; undefined (the default) for a network without one.
+  virtual Variable embed_time(const std::vector<int64_t>& t);
 
  protected:
   // Throws std::invalid_argument unless t holds one index per sample of x.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "autograd/ops/pool.hpp"
+#include "nn/lipschitz/constants.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -26,19 +27,39 @@ Variable by_rank(const char* layer, const Variable& x, Variable (*one_d)(const V
                               x.shape().str());
 }
 
+int seen_spatial_dims(const Module& layer, int last_spatial_dims) {
+  if (last_spatial_dims == 0)
+    throw std::logic_error(layer.type_name() +
+                           ": has not run yet, and its Lipschitz constant depends on the input's "
+                           "rank (run one forward first)");
+  return last_spatial_dims;
+}
+
 }  // namespace
 
 AvgPool::AvgPool(int factor) : Layer("AvgPool"), factor_(checked_factor("AvgPool", factor)) {}
 
 Variable AvgPool::forward(const Variable& x) {
-  return trace_output(*this, by_rank("AvgPool", x, &avg_pool1d, &avg_pool2d, factor_));
+  Variable y = by_rank("AvgPool", x, &avg_pool1d, &avg_pool2d, factor_);
+  last_spatial_dims_ = x.ndim() - 2;
+  return trace_output(*this, y);
+}
+
+double AvgPool::lipschitz_bound(const lipschitz::LayerNorms&) const {
+  return lipschitz::avg_pool_lipschitz(factor_, seen_spatial_dims(*this, last_spatial_dims_));
 }
 
 Upsample::Upsample(int factor) : Layer("Upsample"), factor_(checked_factor("Upsample", factor)) {}
 
 Variable Upsample::forward(const Variable& x) {
-  return trace_output(*this,
-                      by_rank("Upsample", x, &upsample_nearest1d, &upsample_nearest2d, factor_));
+  Variable y = by_rank("Upsample", x, &upsample_nearest1d, &upsample_nearest2d, factor_);
+  last_spatial_dims_ = x.ndim() - 2;
+  return trace_output(*this, y);
+}
+
+double Upsample::lipschitz_bound(const lipschitz::LayerNorms&) const {
+  return lipschitz::upsample_nearest_lipschitz(factor_,
+                                               seen_spatial_dims(*this, last_spatial_dims_));
 }
 
 }  // namespace dpm::nn

@@ -2,6 +2,8 @@
 
 #include "autograd/ops/activation.hpp"
 #include "autograd/ops/arith.hpp"
+#include "nn/lipschitz/autolip.hpp"
+#include "nn/lipschitz/constants.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
@@ -27,6 +29,15 @@ Variable ResBlock::forward(const Variable& x, const Variable& temb) {
   h = film_->forward(h, temb);
   h = conv2_->forward(silu(norm2_->forward(h)));
   return trace_output(*this, h + (bypass_ ? bypass_->forward(x) : x));
+}
+
+double ResBlock::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  using lipschitz::kSiluLipschitz;
+  const double branch = conv2_->lipschitz_bound(norms) * kSiluLipschitz *
+                        norm2_->lipschitz_bound(norms) * film_->lipschitz_bound(norms) *
+                        conv1_->lipschitz_bound(norms) * kSiluLipschitz *
+                        norm1_->lipschitz_bound(norms);
+  return lipschitz::residual_bound(branch, bypass_ ? bypass_->lipschitz_bound(norms) : 1.0);
 }
 
 }  // namespace dpm::nn

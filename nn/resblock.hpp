@@ -25,6 +25,8 @@ class ResBlock : public Module {
   ResBlock(const ResBlockOptions& options, Rng& rng);
   // x [B, in, *], temb [B, time_dim] -> [B, out, *]
   Variable forward(const Variable& x, const Variable& temb);
+  // In x at fixed temb: the branch's factors, outermost first, plus the bypass's (1: identity).
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
 
   const ResBlockOptions& options() const { return options_; }
   bool has_bypass_conv() const { return bypass_ != nullptr; }

@@ -20,4 +20,10 @@ Variable Sequential::forward(const Variable& x) {
   return trace_output(*this, h);
 }
 
+double Sequential::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  double bound = 1.0;
+  for (const auto& layer : layers_) bound *= layer->lipschitz_bound(norms);
+  return bound;
+}
+
 }  // namespace dpm::nn

@@ -15,6 +15,7 @@ class Sequential : public Layer {
 
   void push_back(std::shared_ptr<Layer> layer);
   Variable forward(const Variable& x) override;
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;  // the product
 
   size_t size() const { return layers_.size(); }
   Layer& operator[](size_t i) { return *layers_.at(i); }

@@ -8,9 +8,45 @@
 #include "nn/activation.hpp"
 #include "nn/config_reader.hpp"
 #include "nn/linear.hpp"
+#include "nn/lipschitz/autolip.hpp"
+#include "nn/lipschitz/constants.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::nn {
+namespace {
+
+// forward's pass: every step on tensors.
+struct TensorPass {
+  const Variable& temb;
+
+  Variable layer(Layer& layer, const Variable& h) const { return layer.forward(h); }
+  Variable block(ResBlock& block, const Variable& h) const { return block.forward(h, temb); }
+  Variable concat(const Variable& h, const Variable& skip) const {
+    return dpm::concat({h, skip}, 1);
+  }
+  Variable head(Layer& norm, Layer& conv, const Variable& h) const {
+    return conv.forward(silu(norm.forward(h)));
+  }
+  Variable output(const Module& module, const Variable& h) const {
+    return trace_output(module, h);
+  }
+};
+
+// lipschitz_bound's pass: every value replaced by its Lipschitz bound in x.
+struct BoundPass {
+  const lipschitz::LayerNorms& norms;
+
+  double layer(const Module& layer, double h) const { return h * layer.lipschitz_bound(norms); }
+  double block(const ResBlock& block, double h) const { return h * block.lipschitz_bound(norms); }
+  double concat(double h, double skip) const { return lipschitz::concat_bound(h, skip); }
+  double head(const Module& norm, const Module& conv, double h) const {
+    return conv.lipschitz_bound(norms) * lipschitz::kSiluLipschitz * norm.lipschitz_bound(norms) *
+           h;
+  }
+  double output(const Module&, double h) const { return h; }
+};
+
+}  // namespace
 
 UNetOptions UNetOptions::paper_1d() {
   return UNetOptions{};
@@ -61,16 +97,17 @@ UNetDownLevel::UNetDownLevel(const std::vector<ResBlockOptions>& blocks, bool po
   if (pool) pool_ = register_module("pool", std::make_shared<AvgPool>(2));
 }
 
-Variable UNetDownLevel::forward(Variable h, const Variable& temb, std::vector<Variable>& skips) {
-  for (auto& block : *blocks_) {
-    h = block->forward(h, temb);
+template <typename Value, typename Pass>
+Value UNetDownLevel::flow(Value h, std::vector<Value>& skips, const Pass& pass) const {
+  for (const auto& block : *blocks_) {
+    h = pass.block(*block, h);
     skips.push_back(h);
   }
   if (pool_) {
-    h = pool_->forward(h);
+    h = pass.layer(*pool_, h);
     skips.push_back(h);
   }
-  return trace_output(*this, h);
+  return pass.output(*this, h);
 }
 
 UNetUpLevel::UNetUpLevel(const std::vector<ResBlockOptions>& blocks, bool upsample, Rng& rng)
@@ -80,15 +117,16 @@ UNetUpLevel::UNetUpLevel(const std::vector<ResBlockOptions>& blocks, bool upsamp
   if (upsample) upsample_ = register_module("upsample", std::make_shared<Upsample>(2));
 }
 
-Variable UNetUpLevel::forward(Variable h, const Variable& temb, std::vector<Variable>& skips) {
-  for (auto& block : *blocks_) {
+template <typename Value, typename Pass>
+Value UNetUpLevel::flow(Value h, std::vector<Value>& skips, const Pass& pass) const {
+  for (const auto& block : *blocks_) {
     // The constructor's channel plan pops exactly as many skips as were pushed.
-    Variable skip = skips.back();
+    Value skip = skips.back();
     skips.pop_back();
-    h = block->forward(concat({h, skip}, 1), temb);
+    h = pass.block(*block, pass.concat(h, skip));
   }
-  if (upsample_) h = upsample_->forward(h);
-  return trace_output(*this, h);
+  if (upsample_) h = pass.layer(*upsample_, h);
+  return pass.output(*this, h);
 }
 
 UNet::UNet(const UNetOptions& options, Rng& rng) : NoiseModel("UNet"), options_(options) {
@@ -173,17 +211,35 @@ void UNet::check_input(const Variable& x) const {
         x.shape().str());
 }
 
+template <typename Value, typename Pass>
+Value UNet::flow(Value x, const Pass& pass) const {
+  Value h = pass.layer(*init_conv_, x);
+  std::vector<Value> skips{h};
+  for (const auto& level : *down_) h = level->flow(h, skips, pass);
+  h = pass.block(*mid_, h);
+  if (mid_attention_) h = pass.layer(*mid_attention_, h);
+  for (const auto& level : *up_) h = level->flow(h, skips, pass);
+  return pass.output(*this, pass.head(*out_norm_, *out_conv_, h));
+}
+
+Variable UNet::embed_time(const std::vector<int64_t>& t) {
+  return time_mlp_->forward(time_embedding_->forward(t));
+}
+
 Variable UNet::forward(const Variable& x, const std::vector<int64_t>& t) {
   check_input(x);
   check_steps(x, t);
-  Variable temb = time_mlp_->forward(time_embedding_->forward(t));
-  Variable h = init_conv_->forward(x);
-  std::vector<Variable> skips{h};
-  for (auto& level : *down_) h = level->forward(h, temb, skips);
-  h = mid_->forward(h, temb);
-  if (mid_attention_) h = mid_attention_->forward(h);
-  for (auto& level : *up_) h = level->forward(h, temb, skips);
-  return trace_output(*this, out_conv_->forward(silu(out_norm_->forward(h))));
+  const Variable temb = embed_time(t);
+  return flow(x, TensorPass{temb});
+}
+
+double UNet::lipschitz_bound(const lipschitz::LayerNorms& norms) const {
+  return flow(1.0, BoundPass{norms});
+}
+
+std::string UNet::lipschitz_bound_note() const {
+  return "AutoLip over the U-Net graph (residual: L_g + L_bypass; skip concat: sqrt(L1^2 + L2^2)), "
+         "BatchNorm in eval mode";
 }
 
 }  // namespace dpm::nn

@@ -44,12 +44,17 @@ struct UNetOptions {
   static UNetOptions from_json(const nlohmann::json& config);
 };
 
+// The U-Net's dataflow is written once, in its flow members, over a Value and a Pass that says
+// what each step does to one: UNet::forward runs it on tensors, UNet::lipschitz_bound on
+// Lipschitz bounds in x (nn/unet.cpp). const: a flow only walks the structure.
+
 // One resolution level of the down path: ResBlocks, then an optional AvgPool.
 class UNetDownLevel : public Module {
  public:
   UNetDownLevel(const std::vector<ResBlockOptions>& blocks, bool pool, Rng& rng);
   // Pushes every block's output and the pool's output onto skips.
-  Variable forward(Variable h, const Variable& temb, std::vector<Variable>& skips);
+  template <typename Value, typename Pass>
+  Value flow(Value h, std::vector<Value>& skips, const Pass& pass) const;
 
  private:
   std::shared_ptr<ModuleList<ResBlock>> blocks_;
@@ -61,7 +66,8 @@ class UNetUpLevel : public Module {
  public:
   UNetUpLevel(const std::vector<ResBlockOptions>& blocks, bool upsample, Rng& rng);
   // Pops one skip per block.
-  Variable forward(Variable h, const Variable& temb, std::vector<Variable>& skips);
+  template <typename Value, typename Pass>
+  Value flow(Value h, std::vector<Value>& skips, const Pass& pass) const;
 
  private:
   std::shared_ptr<ModuleList<ResBlock>> blocks_;
@@ -75,10 +81,16 @@ class UNet : public NoiseModel {
   // by 2^(levels - 1).
   Variable forward(const Variable& x, const std::vector<int64_t>& t) override;
   nlohmann::json config() const override { return options_.to_json(); }
+  Variable embed_time(const std::vector<int64_t>& t) override;  // time_mlp(sinusoidal(t))
   const UNetOptions& options() const { return options_; }
+  // In x at fixed t, along the same flow as forward.
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
+  std::string lipschitz_bound_note() const override;
 
  private:
   void check_input(const Variable& x) const;
+  template <typename Value, typename Pass>
+  Value flow(Value x, const Pass& pass) const;
 
   UNetOptions options_;
   std::shared_ptr<SinusoidalTimeEmbedding> time_embedding_;

@@ -16,6 +16,7 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/rng.hpp"
+#include "nn/activation.hpp"
 #include "nn/batchnorm.hpp"
 #include "nn/conv.hpp"
 #include "nn/film.hpp"
@@ -27,6 +28,7 @@
 #include "nn/lipschitz/spectral_norm.hpp"
 #include "nn/lipschitz/spectral_scan.hpp"
 #include "nn/mlp.hpp"
+#include "nn/module_list.hpp"
 #include "nn/optim/adam.hpp"
 #include "nn/sequential.hpp"
 #include "nn/unet.hpp"
@@ -615,6 +617,26 @@ TEST_CASE("certified bounds of the MLP and U-Net stay bitwise the same", "[spect
       {0x1.88be0c7f9fba7p+22, 0x1.9b3b554cb2c6ap+22, 0x1.99542a8e8d40ep+22},  // U-Net 2-D
   };
   CHECK(regression_bounds() == expected);
+}
+
+TEST_CASE("a Sequential's bound is the product of its layers' own", "[spectral][autolip]") {
+  Rng rng(23);
+  nn::Sequential model({std::make_shared<nn::Linear>(5, 7, rng), std::make_shared<nn::GELU>(),
+                        std::make_shared<nn::Linear>(7, 3, rng), std::make_shared<nn::Sigmoid>()});
+  SpectralState state;
+  const ScanResult scan = spectral_scan(model, state);
+  REQUIRE(scan.bound);
+  const double expected = scan.layer("0").power.sigma * kGeluLipschitz *
+                          scan.layer("2").power.sigma * 0.25;
+  CHECK(*scan.bound == Approx(expected).epsilon(1e-12));
+  CHECK(scan.bound_note == "AutoLip over the Sequential graph");
+
+  // A module without a rule says so, by name.
+  nn::ModuleList<nn::Linear> list;
+  list.push_back(std::make_shared<nn::Linear>(2, 2, rng));
+  const ScanResult none = spectral_scan(list, state);
+  CHECK_FALSE(none.bound);
+  CHECK(none.bound_note == "no finite bound: the model is a ModuleList, which has no AutoLip rule");
 }
 
 TEST_CASE("uniform time grid", "[spectral][scan]") {

@@ -9,6 +9,7 @@
 #include "autograd/ops/reduce.hpp"
 #include "autograd/ops/shape.hpp"
 #include "autograd/rng.hpp"
+#include "nn/lipschitz/autolip.hpp"
 #include "nn/shape_trace.hpp"
 
 namespace dpm::lipschitz {
@@ -126,6 +127,10 @@ Variable SpectralNormalized::forward(const Variable& x) {
                                   with_batch(expected).str() + " (any batch), got " +
                                   x.shape().str());
   return trace_output(*this, conv_op(x, weight, conv_->bias(), geometry_));
+}
+
+double SpectralNormalized::lipschitz_bound(const LayerNorms& norms) const {
+  return norms.operator_norm(*this);
 }
 
 }  // namespace dpm::lipschitz

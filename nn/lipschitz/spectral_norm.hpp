@@ -47,6 +47,8 @@ class SpectralNormalized : public nn::Layer {
                      const SpectralNormOptions& options = {});
 
   Variable forward(const Variable& x) override;
+  // The rescaled operator's norm, as measured.
+  double lipschitz_bound(const lipschitz::LayerNorms& norms) const override;
   // sigma = u^T A(W) v at the current vectors and the rescaled weight, both on the tape.
   std::pair<Variable, Variable> sigma_and_weight() const;
   // The operator with the rescaled weight (no graph): what the layer applies, minus its bias.

@@ -11,7 +11,6 @@
 #include "nn/lipschitz/autolip.hpp"
 #include "nn/lipschitz/constants.hpp"
 #include "nn/lipschitz/spectral_norm.hpp"
-#include "nn/time_embedding.hpp"
 
 namespace dpm::lipschitz {
 namespace {
@@ -35,19 +34,13 @@ void collect_modules(nn::Module& module, const std::string& prefix, NamedModules
   }
 }
 
-nn::Module* find_child(nn::Module& module, const std::string& name) {
-  for (const auto& [child_name, child] : module.named_children())
-    if (child_name == name) return child.get();
-  return nullptr;
-}
-
 // The time embeddings [G, time_dim] every FiLM sees at the grid's steps, or undefined when the
-// model has no time_embedding / time_mlp pair.
+// model is no NoiseModel with a time embedding.
 Tensor time_embeddings(nn::Module& model, const std::vector<int64_t>& grid) {
-  auto* embedding = dynamic_cast<nn::SinusoidalTimeEmbedding*>(find_child(model, "time_embedding"));
-  auto* mlp = dynamic_cast<nn::Layer*>(find_child(model, "time_mlp"));
-  if (!embedding || !mlp || grid.empty()) return {};
-  return mlp->forward(embedding->forward(grid)).data();
+  auto* network = dynamic_cast<nn::NoiseModel*>(&model);
+  if (!network || grid.empty()) return {};
+  const Variable embedding = network->embed_time(grid);
+  return embedding.defined() ? embedding.data() : Tensor();
 }
 
 PowerIterationResult measure(const LinearMap& map, SpectralState& state, const std::string& key,
@@ -122,13 +115,18 @@ ScanResult spectral_scan(nn::Module& model, SpectralState& state, const ScanOpti
   factors.grid_size = std::max<size_t>(1, options.time_grid.size());
   bool film_skipped = false;
 
+  auto add_layer = [&](const nn::Module* module, LayerSigma layer) {
+    factors.sigma[module] = layer.power.sigma;
+    result.layers.push_back(std::move(layer));
+  };
+
   for (const auto& [name, module] : modules) {
+    factors.names[module] = name;
     if (auto* normalized = dynamic_cast<SpectralNormalized*>(module)) {
-      result.layers.push_back(
-          measure_layer(name, *module, *normalized->rescaled_map(), state, options));
+      add_layer(module, measure_layer(name, *module, *normalized->rescaled_map(), state, options));
     } else if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
-      result.layers.push_back(
-          measure_layer(name, *module, DenseMap(linear->weight().data()), state, options));
+      add_layer(module,
+                measure_layer(name, *module, DenseMap(linear->weight().data()), state, options));
     } else if (auto* conv = dynamic_cast<nn::Conv*>(module)) {
       const ConvGeometry geometry = conv_geometry(*conv, conv->last_input_shape());
       LayerSigma layer =
@@ -138,10 +136,10 @@ ScanResult spectral_scan(nn::Module& model, SpectralState& state, const ScanOpti
             measure(DenseMap(conv->weight().data()), state, name + ".proxy", options).sigma;
         layer.proxy_bounds = reshaped_kernel_bounds(geometry);
       }
-      result.layers.push_back(std::move(layer));
+      add_layer(module, std::move(layer));
     } else if (auto* batchnorm = dynamic_cast<nn::BatchNorm*>(module)) {
       result.batchnorm.push_back({name, batchnorm_eval_lipschitz(*batchnorm)});
-      factors.batchnorm[name] = result.batchnorm.back().value;
+      factors.batchnorm[module] = result.batchnorm.back().value;
     } else if (auto* film = dynamic_cast<nn::FiLM*>(module)) {
       if (!temb.defined()) {
         film_skipped = true;
@@ -150,15 +148,15 @@ ScanResult spectral_scan(nn::Module& model, SpectralState& state, const ScanOpti
       FilmRange range{name, 0, 0, film_lipschitz(*film, temb)};
       range.min = *std::min_element(range.by_t.begin(), range.by_t.end());
       range.max = *std::max_element(range.by_t.begin(), range.by_t.end());
-      factors.film[name] = range.by_t;
+      factors.film[module] = range.by_t;
       result.film.push_back(std::move(range));
     }
   }
-  for (const LayerSigma& layer : result.layers) factors.sigma[layer.name] = layer.power.sigma;
 
   if (film_skipped) {
     result.bound_note =
-        "no bound: FiLM factors need the model's time_embedding and time_mlp and a time grid";
+        "no bound: FiLM factors need the model's time embedding (NoiseModel::embed_time) and a "
+        "time grid";
     return result;
   }
   AutoLipBound bound = autolip_bound(model, factors);

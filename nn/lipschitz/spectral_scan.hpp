@@ -92,9 +92,9 @@ struct ScanResult {
 
 // Measures every layer of `model`. Convs are measured at the input size of their last forward
 // (Conv::last_input_shape; run record_input_shapes or one training step first). FiLM factors
-// need the model's "time_embedding" and "time_mlp" children (the U-Net's and MLP's time path);
-// without them FiLM layers are skipped and the bound notes it. Runs under NoGradGuard and does
-// not change the model.
+// need the model's time embedding (NoiseModel::embed_time); without it FiLM layers are skipped
+// and the bound notes it. The bound is model.lipschitz_bound over the measured factors
+// (autolip.hpp). Runs under NoGradGuard and does not change the model.
 ScanResult spectral_scan(nn::Module& model, SpectralState& state, const ScanOptions& options = {});
 
 // One forward of a batch of one zero sample of sample_shape (without the batch dimension) at
