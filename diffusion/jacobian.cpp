@@ -9,6 +9,7 @@
 #include <string>
 
 #include "autograd/rng.hpp"
+#include "nn/lipschitz/operator_norm.hpp"
 
 namespace dpm::diffusion {
 namespace {
@@ -319,15 +320,11 @@ std::vector<JacobianNorms> jacobian_norms(BatchJacobian& jacobian,
         }
         if (iteration > 1) {
           const double previous = change[j][i];
-          change[j][i] = sigma > 0 ? std::abs(sigma - norms.sigma[i]) / sigma : 0.0;
-          const double rate = change[j][i] / previous;
+          change[j][i] = lipschitz::relative_change(norms.sigma[i], sigma);
           // Once converged, the error estimate is kept: later changes are at the level of the
           // finite-difference noise, whose ratios say nothing about convergence.
           if (!norms.converged[i])
-            norms.remaining_error[i] = change[j][i] == 0 ? 0.0
-                                       : std::isfinite(previous) && rate < 1
-                                           ? change[j][i] * rate / (1 - rate)
-                                           : kUnknown;
+            norms.remaining_error[i] = lipschitz::extrapolated_error(change[j][i], previous);
         }
         norms.sigma[i] = sigma;
         norms.converged[i] = norms.remaining_error[i] <= settings.tolerance;

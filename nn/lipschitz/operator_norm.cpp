@@ -146,6 +146,17 @@ ConvGeometry conv_geometry(const nn::Conv& conv, const Shape& input_shape) {
   return g;
 }
 
+double relative_change(double previous_sigma, double sigma) {
+  return sigma > 0 ? std::abs(sigma - previous_sigma) / sigma : 0.0;
+}
+
+double extrapolated_error(double change, double previous_change) {
+  const double rate = change / previous_change;
+  return change == 0                                    ? 0.0
+         : std::isfinite(previous_change) && rate < 1 ? change * rate / (1 - rate)
+                                                        : std::numeric_limits<double>::infinity();
+}
+
 PowerIterationResult power_iterate(const LinearMap& map, Tensor& u, Tensor& v,
                                    const PowerIterationOptions& options) {
   require_shape("u", u, map.output_shape());
@@ -169,12 +180,8 @@ PowerIterationResult power_iterate(const LinearMap& map, Tensor& u, Tensor& v,
     const double sigma = norm(u.data(), m);
     if (result.steps > 0) {
       const double previous_change = result.relative_change;
-      result.relative_change = sigma > 0 ? std::abs(sigma - result.sigma) / sigma : 0.0;
-      const double rate = result.relative_change / previous_change;
-      result.remaining_error = result.relative_change == 0 ? 0.0
-                               : std::isfinite(previous_change) && rate < 1
-                                   ? result.relative_change * rate / (1 - rate)
-                                   : kUnknown;
+      result.relative_change = relative_change(result.sigma, sigma);
+      result.remaining_error = extrapolated_error(result.relative_change, previous_change);
     }
     result.sigma = sigma;
     result.converged = options.tolerance > 0 && result.remaining_error <= options.tolerance;

@@ -86,6 +86,14 @@ struct PowerIterationResult {
   bool converged = false;  // tolerance > 0 and remaining_error <= tolerance
 };
 
+// The stopping rule of every power iteration here and of the Jacobian norms
+// (diffusion/jacobian.hpp). The relative change of sigma over one update (0 when sigma is 0):
+double relative_change(double previous_sigma, double sigma);
+// The relative error of sigma still to go, extrapolated from its last two relative changes:
+// change * rate / (1 - rate) with rate = change / previous_change; 0 when sigma did not move;
+// infinite when previous_change is unknown (infinite) or the changes are not shrinking.
+double extrapolated_error(double change, double previous_change);
+
 // Advances the warm vectors v (the map's input shape) and u (its output shape) in place: each
 // update is v <- A^T u / ||A^T u|| with u = A v / ||A v||, and the result is measured at the
 // final v (so sigma, u and v are a consistent triple: d sigma / dA = u v^T at convergence).
