@@ -58,6 +58,18 @@ double gaussian_log_density(double whitened_sq_norm, double log_det, int64_t dim
          (static_cast<double>(dim) * std::log(2.0 * std::numbers::pi) + log_det + whitened_sq_norm);
 }
 
+double row_norm(const double* row, int64_t n) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += row[j] * row[j];
+  return std::sqrt(sum);
+}
+
+double row_distance(const double* a, const double* b, int64_t n) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += (a[j] - b[j]) * (a[j] - b[j]);
+  return std::sqrt(sum);
+}
+
 double log_sum_exp(const double* v, int64_t n) {
   double top = -std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n; ++i) top = std::max(top, v[i]);

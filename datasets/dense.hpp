@@ -1,6 +1,7 @@
 #pragma once
-// Dense double-precision helpers shared by the GMM ground truth and the EM fit: row-major
-// matrices in std::vector<double>, Cholesky factors, whitening, log-sum-exp and Tensor <-> double.
+// Dense double-precision helpers shared by the GMM ground truth, the EM fit and the Jacobian norms
+// and audit (diffusion/): row-major matrices in std::vector<double>, row norms, Cholesky factors,
+// whitening, log-sum-exp and Tensor <-> double.
 // BLAS/LAPACK calls here use OpenBLAS's threads, or one thread inside dpm::parallel_for.
 #include <cstdint>
 #include <vector>
@@ -15,6 +16,10 @@ std::vector<double> to_double_rows(const Tensor& x, int64_t cols, const char* ca
                                    const char* argument);
 // [rows, cols] float32 tensor from row-major doubles (rounded to nearest).
 Tensor to_tensor(const std::vector<double>& values, int64_t rows, int64_t cols);
+
+// ||row|| and ||a - b|| for rows of n doubles, summed in order.
+double row_norm(const double* row, int64_t n);
+double row_distance(const double* a, const double* b, int64_t n);
 
 // In-place lower Cholesky factor of the symmetric [n, n] matrix a (row-major; only the lower
 // triangle is read and written, the strict upper triangle is zeroed). Returns false when a is not

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "autograd/rng.hpp"
+#include "datasets/dense.hpp"
 #include "nn/lipschitz/operator_norm.hpp"
 
 namespace dpm::diffusion {
@@ -16,11 +17,7 @@ namespace {
 
 constexpr double kUnknown = std::numeric_limits<double>::infinity();
 
-double row_norm(const double* row, int64_t n) {
-  double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) sum += row[j] * row[j];
-  return std::sqrt(sum);
-}
+using datasets::row_norm;
 
 // Scales every row of v [B, n] to unit norm; a zero row is replaced by `fallback`'s row.
 void normalize_rows(std::vector<double>& v, int64_t n, const std::vector<double>& fallback) {

@@ -14,6 +14,7 @@
 
 #include "autograd/rng.hpp"
 #include "autograd/threading.hpp"
+#include "datasets/dense.hpp"
 #include "diffusion/sampler.hpp"
 
 namespace dpm::diffusion {
@@ -27,17 +28,8 @@ constexpr double kNearbySeparation = 1e-2;
 // by wide Gaussians.
 constexpr double kExceedMargin = 1e-9;
 
-double row_distance(const double* a, const double* b, int64_t n) {
-  double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) sum += (a[j] - b[j]) * (a[j] - b[j]);
-  return std::sqrt(sum);
-}
-
-double row_norm(const double* a, int64_t n) {
-  double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) sum += a[j] * a[j];
-  return std::sqrt(sum);
-}
+using datasets::row_distance;
+using datasets::row_norm;
 
 // max over pairs i < j of ||f_i - f_j|| / ||x_i - x_j|| (rows of n values); NaN for < 2 rows.
 double max_pair_ratio(const std::vector<double>& x, const std::vector<double>& f, int64_t n) {
