@@ -44,7 +44,7 @@ struct StoredTensor {
 std::vector<StoredTensor> twin_state(uint64_t seed) {
   Rng rng(seed);
   std::vector<StoredTensor> state;
-  for (auto& [name, tensor] : nn::state_tensors(*nn::make_noise_model(kModelConfig, rng))) {
+  for (auto& [name, tensor] : nn::make_noise_model(kModelConfig, rng)->state_dict()) {
     const bool counter = name.ends_with("num_batches_tracked");
     state.push_back({name, counter ? Tensor::scalar(7) : randn(tensor.shape(), rng)});
   }
@@ -110,7 +110,7 @@ TEST_CASE("import_state_dict loads a torch-style state_dict into a checkpoint th
   CHECK(loaded.schedule.to_json() == kSchedule.to_json());
   CHECK(loaded.objective.target == diffusion::PredictionTarget::v);
   CHECK(loaded.model->config() == imported.model->config());
-  const auto tensors = nn::state_tensors(*loaded.model);
+  const auto tensors = loaded.model->state_dict();
   REQUIRE(tensors.size() == state.size());
   for (size_t i = 0; i < state.size(); ++i) {
     INFO(state[i].name);
