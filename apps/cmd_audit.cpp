@@ -15,17 +15,23 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
-#include "apps/plot.hpp"
 #include "apps/value_lists.hpp"
+#include "autograd/progress_line.hpp"
 #include "autograd/rng.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/lipschitz_audit.hpp"
 #include "diffusion/oracle.hpp"
+#include "experiments/report/files.hpp"
+#include "experiments/report/format.hpp"
+#include "experiments/report/gnuplot.hpp"
 #include "trainers/dpm_training.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::cli {
 namespace {
+
+using experiments::report::Plot;
+using experiments::report::render_plots;
+using experiments::report::write_text;
 
 namespace fs = std::filesystem;
 
@@ -64,31 +70,31 @@ std::vector<Plot> write_plot_data(const diffusion::LipschitzAudit& audit,
   std::ostringstream curves;
   curves << "# t certified_eps certified_mean c_t inv_sqrt_alpha_t\n";
   for (int64_t t = 1; t <= schedule.T(); ++t)
-    curves << t << ' ' << plot_cell(audit.certified.available ? audit.certified.eps[t] : NAN) << ' '
-           << plot_cell(audit.certified.available ? audit.certified.mean[t] : NAN) << ' '
-           << plot_cell(diffusion::stepwise_cme_lower_bound(schedule, t)) << ' '
-           << plot_cell(diffusion::stepwise_cme_log_concave_bound(schedule, t)) << '\n';
+    curves << t << ' ' << experiments::report::plot_number(audit.certified.available ? audit.certified.eps[t] : NAN) << ' '
+           << experiments::report::plot_number(audit.certified.available ? audit.certified.mean[t] : NAN) << ' '
+           << experiments::report::plot_number(diffusion::stepwise_cme_lower_bound(schedule, t)) << ' '
+           << experiments::report::plot_number(diffusion::stepwise_cme_log_concave_bound(schedule, t)) << '\n';
   write_text(dir / "audit_curves.dat", curves.str());
   // The audited steps: empirical and exact.
   std::ostringstream steps;
   steps << "# t empirical_eps_max exact_eps_max empirical_mean_max exact_cme_max exact_cme_mean"
            " exceed_fraction\n";
   for (const diffusion::StepAudit& s : audit.steps)
-    steps << s.t << ' ' << plot_cell(s.empirical_eps.max) << ' '
-          << plot_cell(s.exact ? s.exact_eps.max : NAN) << ' ' << plot_cell(s.empirical_mean.max)
-          << ' ' << plot_cell(s.exact ? s.exact_cme_population.max : NAN) << ' '
-          << plot_cell(s.exact ? s.exact_cme_population.mean : NAN) << ' '
-          << plot_cell(s.exact ? s.exceed_fraction : NAN) << '\n';
+    steps << s.t << ' ' << experiments::report::plot_number(s.empirical_eps.max) << ' '
+          << experiments::report::plot_number(s.exact ? s.exact_eps.max : NAN) << ' ' << experiments::report::plot_number(s.empirical_mean.max)
+          << ' ' << experiments::report::plot_number(s.exact ? s.exact_cme_population.max : NAN) << ' '
+          << experiments::report::plot_number(s.exact ? s.exact_cme_population.mean : NAN) << ' '
+          << experiments::report::plot_number(s.exact ? s.exceed_fraction : NAN) << '\n';
   write_text(dir / "audit_steps.dat", steps.str());
   // The denoiser, in log10.
   std::ostringstream denoisers;
   denoisers << "# snr_db log10_certified log10_empirical_max log10_exact_max "
                "log10_log_concave_bound\n";
   for (const diffusion::DenoiserAudit& d : audit.denoisers)
-    denoisers << plot_cell(d.snr_db) << ' ' << plot_cell(d.log10_certified) << ' '
-              << plot_cell(std::log10(d.empirical.max)) << ' '
-              << plot_cell(d.exact ? std::log10(d.exact_norm.max) : NAN) << ' '
-              << plot_cell(std::log10(d.log_concave_bound)) << '\n';
+    denoisers << experiments::report::plot_number(d.snr_db) << ' ' << experiments::report::plot_number(d.log10_certified) << ' '
+              << experiments::report::plot_number(std::log10(d.empirical.max)) << ' '
+              << experiments::report::plot_number(d.exact ? std::log10(d.exact_norm.max) : NAN) << ' '
+              << experiments::report::plot_number(std::log10(d.log_concave_bound)) << '\n';
   write_text(dir / "audit_denoiser.dat", denoisers.str());
 
   // The certified bounds are astronomically above the rest: they get the right axis.
@@ -271,7 +277,7 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   diffusion::AuditInputs inputs{network.get(), model_shape, with_rows(clean, model_shape), source,
                                 oracle ? &*oracle : nullptr};
 
-  train::ProgressLine progress("audit", 0, "parts", args.common.quiet ? nullptr : stderr, 1.0);
+  ProgressLine progress("audit", 0, "parts", args.common.quiet ? nullptr : stderr, 1.0);
   const diffusion::LipschitzAudit audit = diffusion::run_lipschitz_audit(
       inputs, settings, [&](int64_t done, int64_t total, const std::string& stage) {
         progress.set_total(total);

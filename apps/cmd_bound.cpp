@@ -17,15 +17,21 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
-#include "apps/plot.hpp"
+#include "autograd/progress_line.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/oracle.hpp"
+#include "experiments/report/files.hpp"
+#include "experiments/report/format.hpp"
+#include "experiments/report/gnuplot.hpp"
 #include "trainers/dpm_training.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::cli {
 namespace {
+
+using experiments::report::Plot;
+using experiments::report::render_plots;
+using experiments::report::write_text;
 
 namespace fs = std::filesystem;
 
@@ -42,7 +48,7 @@ struct BoundRow {
 };
 
 std::string number(double value) {
-  return format_number(value, "%.5g");
+  return experiments::report::number(value, "%.5g");
 }
 
 void run_bound(const CLI::App* command, BoundArgs& args) {
@@ -103,7 +109,7 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   };
   const Contender contenders[] = {{"network", *network, with_sample_shape(rows, model_shape)},
                                   {"oracle", oracle, rows}};
-  train::ProgressLine progress("bound",
+  ProgressLine progress("bound",
                                2 * static_cast<int64_t>(variances.size()) * batches_per_bound,
                                "evaluations", args.common.quiet ? nullptr : stderr, 1.0);
   int64_t done_before = 0;
@@ -160,7 +166,7 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   }
   for (int64_t t = 1; t <= schedule.T(); ++t) {
     csv << t;
-    for (const BoundRow& row : table) csv << "," << plot_cell(row.result.per_step[t]);
+    for (const BoundRow& row : table) csv << "," << experiments::report::plot_number(row.result.per_step[t]);
     csv << "\n";
   }
   const fs::path out(args.common.out);
@@ -169,7 +175,7 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   write_text(out / "bound_per_step.csv", csv.str());
   if (!args.common.quiet) std::cout << md.str() << "\n";
   std::cout << "Wrote " << (out / "bound.md").string() << ", bound.json and bound_per_step.csv in "
-            << train::ProgressLine::format_duration(progress.elapsed_seconds()) << ".\n";
+            << ProgressLine::format_duration(progress.elapsed_seconds()) << ".\n";
 }
 
 }  // namespace

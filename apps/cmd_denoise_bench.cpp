@@ -22,16 +22,22 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
-#include "apps/plot.hpp"
 #include "apps/value_lists.hpp"
+#include "autograd/progress_line.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/denoise_bench.hpp"
 #include "diffusion/oracle.hpp"
+#include "experiments/report/files.hpp"
+#include "experiments/report/format.hpp"
+#include "experiments/report/gnuplot.hpp"
 #include "trainers/dpm_training.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::cli {
 namespace {
+
+using experiments::report::Plot;
+using experiments::report::render_plots;
+using experiments::report::write_text;
 
 namespace fs = std::filesystem;
 using diffusion::DenoiseBenchEntry;
@@ -129,7 +135,7 @@ Plot curve_plot(const fs::path& dir, const std::string& name, const std::string&
   std::string plot = "plot ";
   for (size_t i = 0; i < curves.size(); ++i) {
     data << "# " << curves[i].title << "\n";
-    for (const auto& [x, y] : curves[i].xy) data << plot_cell(x) << ' ' << plot_cell(y) << '\n';
+    for (const auto& [x, y] : curves[i].xy) data << experiments::report::plot_number(x) << ' ' << experiments::report::plot_number(y) << '\n';
     data << "\n\n";
     std::string title = curves[i].title;
     for (char& c : title)
@@ -204,7 +210,7 @@ std::string join_cells(std::initializer_list<std::string> cells) {
 }
 
 std::string g(double v) {
-  return format_number(v, "%.10g");
+  return experiments::report::number(v, "%.10g");
 }
 
 std::string markdown(const Results& results, const std::vector<ResamplingRow>& resampling,
@@ -219,8 +225,8 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         "|---|---|---|---|---|---|\n";
     for (const ResamplingRow& r : resampling)
       md += "| " + r.predictor + " | " + std::to_string(r.T) + " | " +
-            format_number(r.snr_db, "%g") + " | " + format_number(r.off) + " | " +
-            format_number(r.on) + " | " + format_number(r.cme) + " |\n";
+            experiments::report::number(r.snr_db, "%g") + " | " + experiments::report::number(r.off) + " | " +
+            experiments::report::number(r.on) + " | " + experiments::report::number(r.cme) + " |\n";
     md += "\n";
   }
   if (!results.mc.empty()) {
@@ -230,10 +236,10 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         "|---|---|---|---|---|---|---|---|\n";
     for (const MonteCarloEntry& e : results.mc)
       md += "| " + e.predictor + " | " + std::to_string(e.T) + " | " +
-            format_number(e.snr_db, "%g") + " | " + std::to_string(e.samples) + " | " +
-            format_number(e.nmse) + " ± " + format_number(e.nmse_se, "%.2g") + " | " +
-            format_number(e.gap, "%+.3g") + " ± " + format_number(e.gap_se, "%.2g") + " | " +
-            std::to_string(e.evaluations) + " | " + format_number(e.seconds, "%.3g") + " |\n";
+            experiments::report::number(e.snr_db, "%g") + " | " + std::to_string(e.samples) + " | " +
+            experiments::report::number(e.nmse) + " ± " + experiments::report::number(e.nmse_se, "%.2g") + " | " +
+            experiments::report::number(e.gap, "%+.3g") + " ± " + experiments::report::number(e.gap_se, "%.2g") + " | " +
+            std::to_string(e.evaluations) + " | " + experiments::report::number(e.seconds, "%.3g") + " |\n";
     md += "\n";
   }
   if (!results.steps.empty()) {
@@ -250,10 +256,10 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
       const StepErrorEntry& first = results.steps[i];
       const size_t count = end - i;
       md += "| " + first.predictor + " | " + std::to_string(first.T) + " | " +
-            format_number(first.snr_db, "%g") + " | " + std::to_string(first.start_step) + " | " +
-            format_number(first.nmse) + " | " + format_number(results.steps[i + count / 2].nmse) +
-            " | " + format_number(results.steps[end - (count > 1 ? 2 : 1)].nmse) + " | " +
-            format_number(results.steps[end - 1].nmse) + " |\n";
+            experiments::report::number(first.snr_db, "%g") + " | " + std::to_string(first.start_step) + " | " +
+            experiments::report::number(first.nmse) + " | " + experiments::report::number(results.steps[i + count / 2].nmse) +
+            " | " + experiments::report::number(results.steps[end - (count > 1 ? 2 : 1)].nmse) + " | " +
+            experiments::report::number(results.steps[end - 1].nmse) + " |\n";
       i = end;
     }
     md += "\n";
@@ -265,7 +271,7 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
         offsets.push_back(e.offset_db);
     md +=
         "## SNR mismatch: NMSE when the denoiser is told SNR + offset\n\n| estimator | SNR (dB) |";
-    for (double o : offsets) md += " " + format_number(o, "%+g") + " dB |";
+    for (double o : offsets) md += " " + experiments::report::number(o, "%+g") + " dB |";
     md += "\n|---|---|";
     for (size_t i = 0; i < offsets.size(); ++i) md += "---|";
     md += "\n";
@@ -277,11 +283,11 @@ std::string markdown(const Results& results, const std::vector<ResamplingRow>& r
       table[key][e.offset_db] = &e;
     }
     for (const auto& key : order) {
-      md += "| " + key.first + " | " + format_number(key.second, "%g") + " |";
+      md += "| " + key.first + " | " + experiments::report::number(key.second, "%g") + " |";
       for (double o : offsets) {
         auto found = table[key].find(o);
         md += " " +
-              (found == table[key].end() ? std::string() : format_number(found->second->nmse)) +
+              (found == table[key].end() ? std::string() : experiments::report::number(found->second->nmse)) +
               " |";
       }
       md += "\n";
@@ -489,7 +495,7 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::vector<Curve> curves;
     for (const StepErrorEntry& e : results.steps) {
       const std::string title = e.predictor + " T=" + std::to_string(e.T) + " " +
-                                format_number(e.snr_db, "%g") + " dB (t_hat " +
+                                experiments::report::number(e.snr_db, "%g") + " dB (t_hat " +
                                 std::to_string(e.start_step) + ")";
       if (curves.empty() || curves.back().title != title)
         curves.push_back({title, "lines lw 2", {}});
@@ -507,12 +513,12 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::map<double, Curve> cme;
     for (const MonteCarloEntry& e : results.mc) {
       const std::string title =
-          e.predictor + " T=" + std::to_string(e.T) + " " + format_number(e.snr_db, "%g") + " dB";
+          e.predictor + " T=" + std::to_string(e.T) + " " + experiments::report::number(e.snr_db, "%g") + " dB";
       if (curves.empty() || curves.back().title != title)
         curves.push_back({title, "linespoints pt 7", {}});
       curves.back().xy.push_back({static_cast<double>(e.samples), decibels(e.nmse)});
       Curve& line = cme[e.snr_db];
-      line.title = "CME " + format_number(e.snr_db, "%g") + " dB";
+      line.title = "CME " + experiments::report::number(e.snr_db, "%g") + " dB";
       line.style = "lines lw 3 dt 2";
       if (line.xy.empty() || line.xy.back().first < e.samples)
         line.xy.push_back({static_cast<double>(e.samples), decibels(e.nmse - e.gap)});
@@ -529,7 +535,7 @@ std::vector<Plot> make_plots(const fs::path& out, const Results& results,
     std::map<std::string, size_t> index;
     for (const MismatchEntry& e : results.mismatch) {
       const std::string title =
-          row_label(e.predictor, e.T, e.estimator) + " at " + format_number(e.snr_db, "%g") + " dB";
+          row_label(e.predictor, e.T, e.estimator) + " at " + experiments::report::number(e.snr_db, "%g") + " dB";
       if (!index.count(title)) {
         index[title] = curves.size();
         curves.push_back({title, e.predictor.empty() ? "lines lw 3 dt 2" : "linespoints pt 7", {}});
@@ -716,7 +722,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   if (mismatch)
     total += per_contender * static_cast<int64_t>(plan.mismatch_snr.size() * plan.mismatch.size());
 
-  train::ProgressLine progress("denoise-bench", total, "parts",
+  ProgressLine progress("denoise-bench", total, "parts",
                                args.common.quiet ? nullptr : stderr, 1.0);
   int64_t done = 0;
   std::string stage;
@@ -795,14 +801,14 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   const fs::path out(args.common.out);
   std::ostringstream header;
   header << "# Denoising benchmark\n\nPrior: " << gmm_path << " (N = " << gmm.dim
-         << ", K = " << gmm.components << ", average power per entry " << format_number(power)
+         << ", K = " << gmm.components << ", average power per entry " << experiments::report::number(power)
          << "); " << args.samples << " test samples drawn from it (seed " << args.common.seed
          << "); y = x + n, n ~ N(0, sigma^2 I), SNR = 1 / sigma^2; NMSE = sum ||x - x_hat||^2 / "
             "sum ||x||^2. Predictors: oracle = the exact eps* of the GMM";
   if (checkpoint)
     header << ", network = " << args.checkpoint << " (T = " << checkpoint->schedule.T() << ")";
   header << ". Schedule " << args.schedule << "; the detailed experiments at T = " << args.detail_T
-         << ". " << format_number(seconds, "%.3g") << " s.\n\n";
+         << ". " << experiments::report::number(seconds, "%.3g") << " s.\n\n";
   const std::string md = markdown(results, resampling_table, header.str());
   write_text(out / "denoise_bench.md", md);
   write_csvs(out, results, resampling_table);
@@ -826,7 +832,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   if (!args.common.quiet) std::cout << md;
   std::cout << "Wrote " << out.string() << "/denoise_bench.md, denoise_bench.json, the CSVs"
             << (plotted.empty() ? "" : ",") << plotted << " (plot scripts *.gp beside them) in "
-            << train::ProgressLine::format_duration(seconds) << ".\n";
+            << ProgressLine::format_duration(seconds) << ".\n";
 }
 
 }  // namespace

@@ -16,10 +16,10 @@
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "apps/value_lists.hpp"
+#include "autograd/progress_line.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 #include "datasets/idx.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -177,7 +177,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
                                                    " components need at least as many samples, "
                                                    "got " +
                                                    std::to_string(n));
-  train::ProgressLine progress("gmm fit", args.iters, "iterations", progress_stream(args.common));
+  ProgressLine progress("gmm fit", args.iters, "iterations", progress_stream(args.common));
   datasets::GmmFitOptions options;
   options.components = args.components;
   options.max_iterations = static_cast<int>(args.iters);
@@ -203,7 +203,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
       fit.converged ? "converged" : "stopped at --iters",
       fit.log_likelihood.empty() ? NAN : fit.log_likelihood.back(),
       static_cast<long long>(fit.restarts),
-      train::ProgressLine::format_duration(progress.elapsed_seconds()).c_str());
+      ProgressLine::format_duration(progress.elapsed_seconds()).c_str());
   if (args.sample == 0) {
     datasets::save_gmm(fit.gmm, out_file(args.common, kGmmFileName));
     std::printf("Wrote %s.\n", out_file(args.common, kGmmFileName).c_str());
@@ -329,7 +329,7 @@ void run_cme(const CLI::App* command, CmeArgs& args) {
                  "data have %.3g\n",
                  power);
 
-  train::ProgressLine progress("gmm cme", static_cast<int64_t>(grid.size()), "SNRs",
+  ProgressLine progress("gmm cme", static_cast<int64_t>(grid.size()), "SNRs",
                                progress_stream(args.common));
   std::vector<CmeRow> rows;
   for (size_t i = 0; i < grid.size(); ++i) {

@@ -16,10 +16,10 @@
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "autograd/io/safetensors.hpp"
+#include "autograd/progress_line.hpp"
 #include "datasets/image_folder.hpp"
 #include "diffusion/sampler.hpp"
 #include "trainers/dpm_training.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -95,7 +95,7 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
   process.kind =
       args.steps == "ddim" ? diffusion::ReverseKind::ddim : diffusion::ReverseKind::ancestral;
   process.variance = checkpoint.objective.reverse_variance;
-  train::ProgressLine progress("sample", schedule.T(), "steps",
+  ProgressLine progress("sample", schedule.T(), "steps",
                                args.common.quiet ? nullptr : stderr);
   const diffusion::DoubleBatch x_0 = diffusion::run_reverse(
       process, *predictor, schedule, diffusion::DoubleBatch::from_tensor(x_T), schedule.T(),
@@ -130,7 +130,7 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
       static_cast<long long>(args.count), data.sample_shape.str().c_str(), args.checkpoint.c_str(),
       args.steps.c_str(), static_cast<long long>(schedule.T()),
       static_cast<long long>(predictor->evaluations()),
-      train::ProgressLine::format_duration(progress.elapsed_seconds()).c_str(), power,
+      ProgressLine::format_duration(progress.elapsed_seconds()).c_str(), power,
       samples_path.c_str());
   if (is_image(data.sample_shape)) {
     const Tensor pixels = data.normalization ? denormalize(samples, *data.normalization) : samples;

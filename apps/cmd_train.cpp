@@ -14,13 +14,13 @@
 #include "apps/common.hpp"
 #include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
+#include "autograd/progress_line.hpp"
 #include "datasets/data_loader.hpp"
 #include "datasets/idx.hpp"
 #include "datasets/image_folder.hpp"
 #include "nn/lipschitz/spectral_scan.hpp"
 #include "nn/noise_model.hpp"
 #include "trainers/dpm_training.hpp"
-#include "trainers/progress.hpp"
 #include "trainers/spectral_tracker.hpp"
 
 namespace dpm::cli {
@@ -234,7 +234,7 @@ void run_train(const CLI::App* command, TrainArgs& args) {
                 static_cast<long long>(r.best_epoch));
   std::printf("%lld steps, %lld epochs in %s; model with %lld parameters.\n",
               static_cast<long long>(r.steps), static_cast<long long>(r.epochs),
-              train::ProgressLine::format_duration(r.seconds).c_str(),
+              ProgressLine::format_duration(r.seconds).c_str(),
               static_cast<long long>(output.model->parameter_count()));
   std::printf("Wrote %s (the best model), %s, %s and %s.\n", (out / "best.safetensors").c_str(),
               (out / "resume.safetensors").c_str(), (out / "metrics.jsonl").c_str(),

@@ -1,19 +1,19 @@
-#include "apps/plot.hpp"
+#include "experiments/report/gnuplot.hpp"
 
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <sstream>
-#include <stdexcept>
 
-namespace dpm::cli {
+#include "experiments/report/files.hpp"
+#include "experiments/report/format.hpp"
+
+namespace dpm::experiments::report {
 namespace {
 
 namespace fs = std::filesystem;
@@ -54,23 +54,24 @@ int run_gnuplot(const std::string& gnuplot, const fs::path& dir, const std::stri
 
 }  // namespace
 
-std::string plot_cell(double v) {
-  if (!std::isfinite(v)) return "NaN";
-  char buffer[40];
-  std::snprintf(buffer, sizeof buffer, "%.10g", v);
-  return buffer;
-}
-
-std::string format_number(double v, const char* pattern) {
-  char buffer[40];
-  std::snprintf(buffer, sizeof buffer, pattern, v);
-  return buffer;
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write '" + path.string() + "'");
+Plot curve_plot(const fs::path& dir, const std::string& name, const std::string& settings,
+                const std::vector<Curve>& curves) {
+  std::ostringstream data;
+  std::string plot = "plot ";
+  for (size_t i = 0; i < curves.size(); ++i) {
+    data << "# " << curves[i].title << "\n";
+    for (const auto& [x, y] : curves[i].xy) data << plot_number(x) << ' ' << plot_number(y) << '\n';
+    data << "\n\n";
+    std::string title = curves[i].title;
+    for (char& c : title)
+      if (c == '\'') c = '"';
+    plot += (i ? ", \\\n     " : "") +
+            ("'" + name + ".dat' index " + std::to_string(i) + " using 1:2 with " +
+             curves[i].style + " title '" + title + "'");
+  }
+  write_text(dir / (name + ".dat"), data.str());
+  return {name, "set terminal pngcairo size 1000,750 noenhanced\nset output '" + name +
+                    ".png'\nset key outside right top\nset grid\n" + settings + plot + "\n"};
 }
 
 std::vector<std::string> render_plots(const std::vector<Plot>& plots, const fs::path& dir,
@@ -97,4 +98,4 @@ std::vector<std::string> render_plots(const std::vector<Plot>& plots, const fs::
   return made;
 }
 
-}  // namespace dpm::cli
+}  // namespace dpm::experiments::report

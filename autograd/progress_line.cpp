@@ -1,10 +1,10 @@
-#include "trainers/progress.hpp"
+#include "autograd/progress_line.hpp"
 
 #include <unistd.h>
 
 #include <cmath>
 
-namespace dpm::train {
+namespace dpm {
 
 ProgressLine::ProgressLine(std::string label, int64_t total, std::string unit, std::FILE* out,
                            double interval_seconds)
@@ -84,4 +84,4 @@ void ProgressLine::finish(const std::string& status) {
   std::fflush(out_);
 }
 
-}  // namespace dpm::train
+}  // namespace dpm

@@ -1,0 +1,220 @@
+// The experiments layer's shared parts: the number formatter, the table renderer, the plan
+// fields' JSON and text forms, and the flag table that binds a command's flags to a plan.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "apps/flag_table.hpp"
+#include "experiments/plan.hpp"
+#include "experiments/report/format.hpp"
+#include "experiments/report/table.hpp"
+#include "tests/temp_dir.hpp"
+
+namespace ex = dpm::experiments;
+namespace report = dpm::experiments::report;
+
+namespace {
+
+enum class Flavour { plain, salted };
+
+}  // namespace
+
+template <>
+struct dpm::experiments::Choices<Flavour> {
+  static constexpr std::array<std::pair<Flavour, const char*>, 2> values{
+      {{Flavour::plain, "plain"}, {Flavour::salted, "salted"}}};
+};
+
+namespace {
+
+struct ToyPlan {
+  std::string path;
+  int64_t samples = 64;
+  std::vector<double> snr = ex::parse_number_list("-20:30:5");
+  std::vector<int64_t> counts{1, 2, 4};
+  Flavour flavour = Flavour::plain;
+  std::vector<Flavour> flavours{Flavour::plain, Flavour::salted};
+  uint64_t seed = 0;
+
+  template <typename Self, typename Visit>
+  static void fields(Self& plan, Visit&& visit) {
+    visit("path", plan.path);
+    visit("samples", plan.samples);
+    visit("snr", plan.snr);
+    visit("counts", plan.counts);
+    visit("flavour", plan.flavour);
+    visit("flavours", plan.flavours);
+    visit("seed", plan.seed);
+  }
+  void validate() const {
+    ex::require_range("samples", samples, 2, 1000);
+    ex::require_list("snr", snr);
+    ex::require_list("counts", counts, 1, 100);
+  }
+};
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// A command with the toy plan's flag table, parsed from `arguments`; its plan, or the usage error.
+struct Parsed {
+  std::optional<ToyPlan> plan;
+  std::string error, help;
+};
+
+Parsed parse(const std::vector<std::string>& arguments) {
+  CLI::App app("toy");
+  CLI::App* command = app.add_subcommand("toy", "a toy command");
+  auto flags = std::make_shared<dpm::cli::FlagTable<ToyPlan>>(command, "runs/toy");
+  flags->add("--path", &ToyPlan::path, "a path");
+  flags->add("--samples", &ToyPlan::samples, "how many");
+  flags->add("--snr", &ToyPlan::snr, "SNRs in dB");
+  flags->add("--counts", &ToyPlan::counts, "counts");
+  flags->add("--flavour", &ToyPlan::flavour, "plain or salted");
+  flags->add("--flavours", &ToyPlan::flavours, "a list of plain, salted");
+  flags->seed(&ToyPlan::seed);
+  Parsed parsed;
+  parsed.help = command->help();
+  command->callback([&] { parsed.plan = flags->plan(); });
+  std::vector<std::string> argv = {"toy"};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  std::reverse(argv.begin(), argv.end());
+  try {
+    app.parse(argv);
+  } catch (const CLI::ParseError& e) {
+    parsed.error = e.what();
+  }
+  return parsed;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("report::number formats for a person, a CSV and a plot", "[experiments][report]") {
+  CHECK(report::number(0.123456) == "0.1235");
+  CHECK(report::number(-2.5, "%+.3g") == "-2.5");
+  CHECK(report::number(NAN) == "n/a");
+  CHECK(report::number(INFINITY) == "inf");
+  CHECK(report::csv_number(1.0 / 3.0) == "0.3333333333");
+  CHECK(report::plot_number(NAN) == "NaN");
+  CHECK(report::plot_number(2.0) == "2");
+  // A certified bound far beyond a double reads as what it is.
+  CHECK(report::power_of_ten(2.0) == "100");
+  CHECK(report::power_of_ten(1510.874) == "> 1e300 (10^1510.9)");
+  CHECK(report::power_of_ten(-512.3) == "< 1e-300 (10^-512.3)");
+  CHECK(report::duration(9.34) == "9.3s");
+  CHECK(report::duration(252) == "4m12s");
+}
+
+TEST_CASE("report::Table renders markdown and aligned text from one table",
+          "[experiments][report]") {
+  report::Table table({"predictor", "NMSE"});
+  table.add_row({"oracle", "0.1 ± 0.01"}).add_row({"network", "0.25"});
+  CHECK(table.markdown() ==
+        "| predictor | NMSE |\n|---|---|\n| oracle | 0.1 ± 0.01 |\n| network | 0.25 |\n");
+  CHECK(table.text() ==
+        "predictor  NMSE\n---------  ----------\noracle     0.1 ± 0.01\nnetwork    0.25\n");
+  CHECK_THROWS_WITH(table.add_row({"one"}), Catch::Contains("a row of 1 cells"));
+}
+
+TEST_CASE("plan fields: JSON round trip, the text forms, errors naming the field",
+          "[experiments][plan]") {
+  ToyPlan plan;
+  plan.path = "a/b";
+  plan.snr = {-1.5, 0, 7};
+  plan.flavours = {Flavour::salted};
+  plan.seed = 9;
+  const nlohmann::json json = ex::plan_to_json(plan);
+  CHECK(json["snr"] == nlohmann::json::array({-1.5, 0.0, 7.0}));
+  CHECK(json["flavour"] == "plain");
+  CHECK(json["flavours"] == nlohmann::json::array({"salted"}));
+  const ToyPlan back = ex::plan_from_json<ToyPlan>(json);
+  CHECK(ex::plan_to_json(back) == json);
+  CHECK(back.snr == plan.snr);
+  CHECK(back.flavours == plan.flavours);
+
+  // The flag syntax is read from JSON too (config files written by hand, or before the lists
+  // were typed).
+  const ToyPlan texts = ex::plan_from_json<ToyPlan>(
+      {{"snr", "-6:6:2"}, {"counts", "1,8"}, {"flavours", "salted,plain"}});
+  CHECK(texts.snr == std::vector<double>{-6, -4, -2, 0, 2, 4, 6});
+  CHECK(texts.counts == std::vector<int64_t>{1, 8});
+  CHECK(texts.flavours == std::vector<Flavour>{Flavour::salted, Flavour::plain});
+  CHECK(ex::field_text(texts.snr) == "-6,-4,-2,0,2,4,6");
+  CHECK(ex::field_text(0.1) == "0.1");
+
+  auto field_of = [](const nlohmann::json& json) {
+    try {
+      ex::plan_from_json<ToyPlan>(json).validate();
+    } catch (const ex::PlanError& e) {
+      return e.field();
+    }
+    return std::string("(none)");
+  };
+  CHECK(field_of({{"samples", "many"}}) == "samples");
+  CHECK(field_of({{"samples", 1}}) == "samples");
+  CHECK(field_of({{"snr", "10:0:5"}}) == "snr");
+  CHECK(field_of({{"counts", {1, 1}}}) == "counts");
+  CHECK(field_of({{"flavour", "sweet"}}) == "flavour");
+  CHECK(field_of({{"smaples", 3}}) == "smaples");
+  CHECK(field_of({{"samples", 3}}) == "(none)");
+  CHECK_THROWS_WITH(ex::plan_from_json<ToyPlan>({{"flavour", "sweet"}}),
+                    "flavour: expected plain or salted, got 'sweet'");
+}
+
+TEST_CASE("flag table: --help, the command line over --config over the defaults",
+          "[experiments][flags]") {
+  dpm::testing::TempDir tmp("dpm_flag_table");
+  const Parsed defaults = parse({});
+  REQUIRE(defaults.error.empty());
+  REQUIRE(defaults.plan);
+  CHECK(ex::plan_to_json(*defaults.plan) == ex::plan_to_json(ToyPlan{}));
+  for (const char* flag : {"--path", "--samples", "--snr", "--counts", "--flavour", "--flavours",
+                           "--seed", "--config", "--out", "--threads", "--quiet"})
+    CHECK(contains(defaults.help, flag));
+  CHECK(contains(defaults.help, "-20,-15,-10,-5,0,5,10,15,20,25,30"));  // a default shown
+
+  write_file(tmp.path / "config.json", R"({"samples": 10, "snr": [1, 2], "seed": 4})");
+  const std::string config = (tmp.path / "config.json").string();
+  const Parsed merged = parse({"--config", config, "--samples", "20", "--flavour", "salted"});
+  REQUIRE(merged.error.empty());
+  CHECK(merged.plan->samples == 20);                         // the command line
+  CHECK(merged.plan->snr == std::vector<double>{1, 2});      // the file
+  CHECK(merged.plan->seed == 4);                             // the file, a common flag
+  CHECK(merged.plan->counts == std::vector<int64_t>{1, 2, 4});  // the default
+  CHECK(merged.plan->flavour == Flavour::salted);
+
+  // config.used.json is the plan's JSON; --config reads it back into the same plan.
+  write_file(tmp.path / "used.json", ex::plan_to_json(*merged.plan).dump(2));
+  const Parsed again = parse({"--config", (tmp.path / "used.json").string()});
+  REQUIRE(again.error.empty());
+  CHECK(ex::plan_to_json(*again.plan) == ex::plan_to_json(*merged.plan));
+}
+
+TEST_CASE("flag table: usage errors name the flag, or --config for the file's",
+          "[experiments][flags]") {
+  dpm::testing::TempDir tmp("dpm_flag_table_errors");
+  CHECK(contains(parse({"--snr", "abc"}).error, "--snr: 'abc' is not a number"));
+  CHECK(contains(parse({"--samples", "1"}).error, "--samples: 1 is not in 2..1000"));
+  CHECK(contains(parse({"--counts", "0,2"}).error, "--counts"));
+  CHECK(contains(parse({"--flavours", "plain,sweet"}).error, "--flavours"));
+  write_file(tmp.path / "typo.json", R"({"smaples": 10})");
+  const std::string typo = parse({"--config", (tmp.path / "typo.json").string()}).error;
+  CHECK(contains(typo, "--config"));
+  CHECK(contains(typo, "smaples"));
+  write_file(tmp.path / "bad.json", R"({"flavour": "sweet"})");
+  const std::string bad = parse({"--config", (tmp.path / "bad.json").string()}).error;
+  CHECK(contains(bad, "--flavour (from --config"));
+  CHECK(contains(bad, "expected plain or salted"));
+}
