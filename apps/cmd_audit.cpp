@@ -19,12 +19,12 @@
 #include "autograd/progress_line.hpp"
 #include "autograd/rng.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/lipschitz_audit.hpp"
 #include "diffusion/oracle.hpp"
 #include "experiments/report/files.hpp"
 #include "experiments/report/format.hpp"
 #include "experiments/report/gnuplot.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -199,7 +199,7 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   if (args.denoiser_samples > args.samples)
     throw CLI::ValidationError("--denoiser-samples", "must not exceed --samples");
 
-  const train::DpmCheckpoint checkpoint = train::load_dpm_checkpoint(args.checkpoint);
+  const diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
   const diffusion::Schedule& schedule = checkpoint.schedule;
   diffusion::AuditSettings settings;
   settings.steps = parse_t_grid(args.t_grid, schedule.T());
@@ -271,7 +271,7 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
     throw CLI::ValidationError("--gmm", "the GMM has dimension " + std::to_string(gmm->dim) +
                                             ", the network takes " + model_shape.str());
 
-  auto network = train::make_predictor(checkpoint);
+  auto network = diffusion::make_predictor(checkpoint);
   std::optional<diffusion::GmmOracle> oracle;
   if (gmm) oracle.emplace(*gmm, schedule);
   diffusion::AuditInputs inputs{network.get(), model_shape, with_rows(clean, model_shape), source,

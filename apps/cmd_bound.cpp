@@ -19,12 +19,12 @@
 #include "apps/flag_config.hpp"
 #include "autograd/progress_line.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/oracle.hpp"
 #include "experiments/report/files.hpp"
 #include "experiments/report/format.hpp"
 #include "experiments/report/gnuplot.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -63,7 +63,7 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
   if (args.split != "train" && args.split != "val" && args.split != "test")
     throw CLI::ValidationError("--split", "must be train, val or test, got '" + args.split + "'");
 
-  const train::DpmCheckpoint checkpoint = train::load_dpm_checkpoint(args.checkpoint);
+  const diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
   const TrainingData trained_on = training_data(checkpoint.metadata, args.checkpoint);
   if (args.data.empty()) args.data = trained_on.source;
   if (args.data.empty())
@@ -92,7 +92,7 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
                                              model_shape.str());
 
   const diffusion::Schedule& schedule = checkpoint.schedule;
-  auto network = train::make_predictor(checkpoint);
+  auto network = diffusion::make_predictor(checkpoint);
   diffusion::GmmOracle oracle(gmm, schedule);
   const std::vector<diffusion::ReverseVariance> variances = {
       diffusion::ReverseVariance::beta, diffusion::ReverseVariance::beta_tilde};

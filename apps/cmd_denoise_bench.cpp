@@ -25,12 +25,12 @@
 #include "apps/value_lists.hpp"
 #include "autograd/progress_line.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/denoise_bench.hpp"
 #include "diffusion/oracle.hpp"
 #include "experiments/report/files.hpp"
 #include "experiments/report/format.hpp"
 #include "experiments/report/gnuplot.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -562,7 +562,7 @@ double power_per_entry(const datasets::Gmm& gmm) {
 
 // A network trained on a step range (objective first_step..last_step) has never seen the steps
 // above it; a denoiser that starts there gets an untrained answer, so say which SNRs do.
-void warn_outside_trained_steps(const train::DpmCheckpoint& checkpoint, const BenchPlan& plan) {
+void warn_outside_trained_steps(const diffusion::DpmCheckpoint& checkpoint, const BenchPlan& plan) {
   const int64_t last = checkpoint.objective.last_step_for(checkpoint.schedule.T());
   if (last == checkpoint.schedule.T()) return;
   std::set<double> outside;
@@ -619,10 +619,10 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   plan.mismatch_snr = parse_number_list(args.mismatch_snr, "--mismatch-snr");
 
   // The network, if any, fixes the schedule of the detailed experiments: it runs at its own T.
-  std::optional<train::DpmCheckpoint> checkpoint;
+  std::optional<diffusion::DpmCheckpoint> checkpoint;
   TrainingData data;
   if (!args.checkpoint.empty()) {
-    checkpoint = train::load_dpm_checkpoint(args.checkpoint);
+    checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
     data = training_data(checkpoint->metadata, args.checkpoint);
     const diffusion::Schedule& own = checkpoint->schedule;
     if (args.detail_T != 0 && args.detail_T != own.T())
@@ -670,7 +670,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
                                               "shape " +
                                               model_shape.str());
     contenders.push_back(
-        {"network", checkpoint->schedule, train::make_predictor(*checkpoint), model_shape});
+        {"network", checkpoint->schedule, diffusion::make_predictor(*checkpoint), model_shape});
     warn_outside_trained_steps(*checkpoint, plan);
   }
   start_run(args.common);

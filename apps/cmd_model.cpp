@@ -9,6 +9,7 @@
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "apps/flag_config.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/noise_model.hpp"
 #include "nn/summary.hpp"
@@ -237,11 +238,11 @@ void register_import_command(CLI::App* model) {
     const diffusion::Schedule schedule = as_usage_error(
         "--schedule", [&] { return diffusion::Schedule::from_json(config.schedule); });
     // A bad model config or an objective that does not fit the schedule.
-    const train::DpmCheckpoint checkpoint = as_usage_error(
+    const diffusion::DpmCheckpoint checkpoint = as_usage_error(
         args->config_file.empty() ? "--arch" : "--config", [&] {
       return train::import_state_dict(args->state_dict, config.model, schedule, config.objective);
     });
-    train::save_dpm_checkpoint(args->out, checkpoint);
+    diffusion::save_dpm_checkpoint(args->out, checkpoint);
     std::cout << "wrote " << args->out << " (" << checkpoint.model->parameter_count()
               << " parameters, config " << checkpoint.model->config().dump() << ", schedule "
               << schedule.to_json().dump() << ", target "

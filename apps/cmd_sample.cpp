@@ -18,8 +18,8 @@
 #include "autograd/io/safetensors.hpp"
 #include "autograd/progress_line.hpp"
 #include "datasets/image_folder.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/sampler.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -37,7 +37,7 @@ struct DataDescription {
   std::optional<datasets::Normalization> normalization;
 };
 
-DataDescription describe_data(const train::DpmCheckpoint& checkpoint, const std::string& path) {
+DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const std::string& path) {
   auto it = checkpoint.metadata.find(kTrainingDataMetadataKey);
   if (it == checkpoint.metadata.end()) {
     // A bare train_dpm checkpoint: only an MLP's sample shape follows from the model config.
@@ -79,9 +79,9 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
   start_run(args.common);
   write_used_config(args.common, used);
 
-  const train::DpmCheckpoint checkpoint = train::load_dpm_checkpoint(args.checkpoint);
+  const diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
   const DataDescription data = describe_data(checkpoint, args.checkpoint);
-  auto predictor = train::make_predictor(checkpoint);
+  auto predictor = diffusion::make_predictor(checkpoint);
   const diffusion::Schedule& schedule = checkpoint.schedule;
 
   Rng rng(args.common.seed);

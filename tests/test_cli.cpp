@@ -19,9 +19,9 @@
 #include "autograd/io/safetensors.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/image_folder.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/schedule.hpp"
 #include "tests/temp_dir.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace fs = std::filesystem;
 using dpm::read_safetensors;
@@ -285,8 +285,8 @@ TEST_CASE("gmm make -> gmm cme -> train -> resume -> sample", "[cli][pipeline]")
     CHECK(metrics.back()["step"] == 62);  // 2000 / 64 = 31 steps per epoch
 
     // The best checkpoint stands alone and describes its data.
-    dpm::train::DpmCheckpoint checkpoint =
-        dpm::train::load_dpm_checkpoint((dir / "run/best.safetensors").string());
+    dpm::diffusion::DpmCheckpoint checkpoint =
+        dpm::diffusion::load_dpm_checkpoint((dir / "run/best.safetensors").string());
     CHECK(checkpoint.schedule.T() == 20);
     const nlohmann::json described = nlohmann::json::parse(checkpoint.metadata.at("dpmlab.data"));
     CHECK(described["model_shape"] == nlohmann::json::array({8}));

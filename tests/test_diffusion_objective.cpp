@@ -11,6 +11,7 @@
 #include "autograd/io/safetensors.hpp"
 #include "autograd/ops.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/forward_process.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/prediction.hpp"
@@ -750,7 +751,7 @@ TEST_CASE("train_dpm trains a small MLP, checkpoints rebuild it, configs round-t
 
   // The checkpoint rebuilds model, schedule and parameterisation with no flags.
   REQUIRE(fs::exists(dir / "best.safetensors"));
-  train::DpmCheckpoint checkpoint = train::load_dpm_checkpoint((dir / "best.safetensors").string());
+  diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint((dir / "best.safetensors").string());
   CHECK(checkpoint.model->config() == out.model->config());
   CHECK(checkpoint.schedule.to_json() == config.schedule);
   CHECK(checkpoint.schedule.beta(50) == out.schedule.beta(50));
@@ -758,7 +759,7 @@ TEST_CASE("train_dpm trains a small MLP, checkpoints rebuild it, configs round-t
   CHECK(checkpoint.model->arena().values().to_vector() == out.model->arena().values().to_vector());
   Tensor probe = val_data.narrow(0, 0, 16).contiguous();
   NetworkPredictor from_output(out.model, out.schedule);
-  CHECK(max_abs_difference(train::make_predictor(checkpoint)->predict_eps(probe, 17),
+  CHECK(max_abs_difference(diffusion::make_predictor(checkpoint)->predict_eps(probe, 17),
                            from_output.predict_eps(probe, 17)) == 0);
 
   // config.used.json is the config.
@@ -768,7 +769,7 @@ TEST_CASE("train_dpm trains a small MLP, checkpoints rebuild it, configs round-t
 
   // A plain model checkpoint lacks the schedule, and says so.
   nn::save_model((dir / "plain.safetensors").string(), *out.model);
-  CHECK_THROWS_WITH(train::load_dpm_checkpoint((dir / "plain.safetensors").string()),
+  CHECK_THROWS_WITH(diffusion::load_dpm_checkpoint((dir / "plain.safetensors").string()),
                     Catch::Contains("dpmlab.schedule"));
   fs::remove_all(dir);
 }

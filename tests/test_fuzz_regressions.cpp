@@ -13,11 +13,11 @@
 
 #include "autograd/io/safetensors.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "fuzz/fixtures.hpp"
 #include "fuzz/targets.hpp"
 #include "nn/checkpoint.hpp"
 #include "tests/temp_dir.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace fs = std::filesystem;
 using dpm::testing::TempDir;
@@ -113,7 +113,7 @@ TEST_CASE("every loader of safetensors files refuses absurd files before allocat
       {"read_safetensors", [&] { read_safetensors(path); }},
       {"nn::load_state", [&] { nn::load_state(*model, path); }},
       {"nn::load_model", [&] { nn::load_model(path); }},
-      {"train::load_dpm_checkpoint", [&] { train::load_dpm_checkpoint(path); }},
+      {"diffusion::load_dpm_checkpoint", [&] { diffusion::load_dpm_checkpoint(path); }},
       {"Trainer::resume", [&] { tiny.trainer->resume(path); }},
       {"datasets::load_gmm", [&] { datasets::load_gmm(path); }},
   };

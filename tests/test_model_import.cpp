@@ -12,6 +12,7 @@
 
 #include "autograd/io/safetensors.hpp"
 #include "autograd/rng.hpp"
+#include "diffusion/checkpoint.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/noise_model.hpp"
 #include "tests/temp_dir.hpp"
@@ -101,12 +102,12 @@ TEST_CASE("import_state_dict loads a torch-style state_dict into a checkpoint th
   const std::vector<StoredTensor> state = twin_state(1);
   const std::string path = write_file(dir, torch_file_bytes(state));
 
-  const train::DpmCheckpoint imported =
+  const diffusion::DpmCheckpoint imported =
       train::import_state_dict(path, kModelConfig, kSchedule, v_objective());
   const std::string out = dir.file("imported.safetensors");
-  train::save_dpm_checkpoint(out, imported);
+  diffusion::save_dpm_checkpoint(out, imported);
 
-  const train::DpmCheckpoint loaded = train::load_dpm_checkpoint(out);
+  const diffusion::DpmCheckpoint loaded = diffusion::load_dpm_checkpoint(out);
   CHECK(loaded.schedule.to_json() == kSchedule.to_json());
   CHECK(loaded.objective.target == diffusion::PredictionTarget::v);
   CHECK(loaded.model->config() == imported.model->config());

@@ -3,7 +3,7 @@
 // model (nn::make_noise_model), the schedule, the objective, Adam/AdamW, and train::Trainer with
 // all its options. The config is written to <out_dir>/config.used.json, and the model config,
 // schedule and objective go into every checkpoint's metadata, so a checkpoint alone rebuilds the
-// model, its schedule and its output parameterisation (load_dpm_checkpoint).
+// model, its schedule and its output parameterisation (diffusion::load_dpm_checkpoint).
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -23,9 +23,8 @@
 
 namespace dpm::train {
 
-// Checkpoint metadata keys beside nn::kConfigMetadataKey (the model config).
-inline constexpr const char* kScheduleMetadataKey = "dpmlab.schedule";
-inline constexpr const char* kObjectiveMetadataKey = "dpmlab.objective";
+// Checkpoint metadata key of the training config, beside diffusion/checkpoint.hpp's keys of the
+// schedule and the objective.
 inline constexpr const char* kTrainingConfigMetadataKey = "dpmlab.training_config";
 
 enum class OptimizerKind { adam, adamw };
@@ -88,29 +87,5 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
                             const Tensor& val_data,
                             const std::vector<std::shared_ptr<Callback>>& callbacks = {},
                             const DpmTrainingExtras& extras = {});
-
-// What a checkpoint written by train_dpm holds.
-struct DpmCheckpoint {
-  std::shared_ptr<nn::NoiseModel> model;  // weights loaded
-  diffusion::Schedule schedule;
-  diffusion::ObjectiveOptions objective;  // objective.target is the network's output
-  std::map<std::string, std::string> metadata;
-};
-
-// The entries train_dpm writes into every checkpoint's metadata and load_dpm_checkpoint reads:
-// the model config, the schedule and the objective (whose target is the network's output).
-std::map<std::string, std::string> dpm_checkpoint_metadata(
-    const nn::NoiseModel& model, const diffusion::Schedule& schedule,
-    const diffusion::ObjectiveOptions& objective);
-
-// Throws std::runtime_error naming the file when a needed metadata entry is absent or invalid.
-DpmCheckpoint load_dpm_checkpoint(const std::string& path);
-// Writes what load_dpm_checkpoint reads back: the model's state, and its metadata with the
-// dpm_checkpoint_metadata entries set from the checkpoint's fields (atomically, like every save).
-void save_dpm_checkpoint(const std::string& path, const DpmCheckpoint& checkpoint);
-
-// A NoisePredictor over the checkpoint's model, with its schedule and output parameterisation.
-std::shared_ptr<diffusion::NetworkPredictor> make_predictor(const DpmCheckpoint& checkpoint,
-                                                            int64_t max_batch = 1024);
 
 }  // namespace dpm::train

@@ -7,13 +7,13 @@
 
 namespace dpm::train {
 
-DpmCheckpoint import_state_dict(const std::string& path, const nlohmann::json& model_config,
+diffusion::DpmCheckpoint import_state_dict(const std::string& path, const nlohmann::json& model_config,
                                 const diffusion::Schedule& schedule,
                                 const diffusion::ObjectiveOptions& objective) {
   objective.validate();
   objective.last_step_for(schedule.T());
   Rng rng(0);  // the initial weights are all overwritten by the state_dict
-  DpmCheckpoint checkpoint{nn::make_noise_model(model_config, rng), schedule, objective, {}};
+  diffusion::DpmCheckpoint checkpoint{nn::make_noise_model(model_config, rng), schedule, objective, {}};
 
   const SafeTensors file = read_safetensors(path, SafetensorsReadOptions{.int64_as_float32 = true});
   try {

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffusion/checkpoint.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/schedule.hpp"
-#include "trainers/dpm_training.hpp"
 
 namespace dpm::train {
 
@@ -21,7 +21,7 @@ namespace dpm::train {
 // float32: otherwise std::runtime_error names the file, the first mismatch (a missing or
 // unexpected name, or a wrong shape with both shapes) and how many others there are. A bad model
 // config or an objective that does not fit the schedule throws std::invalid_argument.
-DpmCheckpoint import_state_dict(const std::string& path, const nlohmann::json& model_config,
+diffusion::DpmCheckpoint import_state_dict(const std::string& path, const nlohmann::json& model_config,
                                 const diffusion::Schedule& schedule,
                                 const diffusion::ObjectiveOptions& objective);
 
