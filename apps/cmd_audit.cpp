@@ -13,11 +13,11 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "apps/value_lists.hpp"
 #include "autograd/progress_line.hpp"
 #include "autograd/rng.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/lipschitz_audit.hpp"
@@ -218,18 +218,18 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
   write_used_config(args.common, used);
 
   // The data's GMM and clean samples: the flags, else the training data directory's files.
-  const TrainingData data = training_data(checkpoint.metadata, args.checkpoint);
+  const datasets::TrainingData data = datasets::training_data(checkpoint.metadata, args.checkpoint);
   const fs::path data_dir = data.source;
   std::string gmm_path = args.gmm;
-  if (gmm_path.empty() && !data.source.empty() && fs::exists(data_dir / kGmmFileName))
-    gmm_path = (data_dir / kGmmFileName).string();
+  if (gmm_path.empty() && !data.source.empty() && fs::exists(data_dir / datasets::kGmmFileName))
+    gmm_path = (data_dir / datasets::kGmmFileName).string();
   std::string data_spec = args.data;
-  if (data_spec.empty() && !data.source.empty() && fs::exists(data_dir / kDataFileName))
-    data_spec = (data_dir / kDataFileName).string() + ":test";
+  if (data_spec.empty() && !data.source.empty() && fs::exists(data_dir / datasets::kDataFileName))
+    data_spec = (data_dir / datasets::kDataFileName).string() + ":test";
   std::optional<datasets::Gmm> gmm;
   if (!gmm_path.empty()) gmm = datasets::load_gmm(gmm_path);
   Tensor clean;
-  if (!data_spec.empty()) clean = read_tensor_spec(data_spec, "test");
+  if (!data_spec.empty()) clean = datasets::read_tensor_spec(data_spec, "test");
 
   const nlohmann::json model_config = checkpoint.model->config();
   Shape model_shape;
@@ -242,7 +242,8 @@ void run_audit(const CLI::App* command, AuditArgs& args) {
                         : clean.defined() ? Shape(row_dims)
                         : gmm             ? Shape{gmm->dim}
                                           : Shape{model_config.at("dim").get<int64_t>()};
-    model_shape = as_usage_error("--data", [&] { return model_input_shape(model_config, shape); });
+    model_shape =
+        as_usage_error("--data", [&] { return datasets::model_input_shape(model_config, shape); });
   } else {
     throw CLI::ValidationError("--data",
                                "the checkpoint does not record its sample shape; give "

@@ -15,9 +15,9 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "autograd/progress_line.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/objective.hpp"
@@ -64,27 +64,30 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
     throw CLI::ValidationError("--split", "must be train, val or test, got '" + args.split + "'");
 
   const diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
-  const TrainingData trained_on = training_data(checkpoint.metadata, args.checkpoint);
+  const datasets::TrainingData trained_on =
+      datasets::training_data(checkpoint.metadata, args.checkpoint);
   if (args.data.empty()) args.data = trained_on.source;
   if (args.data.empty())
     throw CLI::ValidationError("--data", "is required: the checkpoint names no data set directory");
-  if (!fs::exists(fs::path(args.data) / kGmmFileName))
-    throw CLI::ValidationError("--data", "'" + args.data + "' has no " + kGmmFileName +
+  if (!fs::exists(fs::path(args.data) / datasets::kGmmFileName))
+    throw CLI::ValidationError("--data", "'" + args.data + "' has no " + datasets::kGmmFileName +
                                              ": give a data set directory of `dpmlab gmm make` "
                                              "or `gmm fit --sample`");
   start_run(args.common);
   write_used_config(args.common, used);
 
-  const GmmDataset data = read_gmm_dataset(args.data);
-  const datasets::Gmm gmm = datasets::load_gmm((fs::path(args.data) / kGmmFileName).string());
+  const datasets::GmmDataset data = datasets::read_gmm_dataset(args.data);
+  const datasets::Gmm gmm =
+      datasets::load_gmm((fs::path(args.data) / datasets::kGmmFileName).string());
   const Tensor& split = args.split == "train" ? data.train
                         : args.split == "val" ? data.val
                                               : data.test;
-  const Tensor rows =
-      flatten_rows(split).narrow(0, 0, std::min(args.samples, split.shape()[0])).contiguous();
+  const Tensor rows = datasets::flatten_rows(split)
+                          .narrow(0, 0, std::min(args.samples, split.shape()[0]))
+                          .contiguous();
   const Shape model_shape =
       trained_on.model_shape ? *trained_on.model_shape : as_usage_error("--checkpoint", [&] {
-        return model_input_shape(checkpoint.model->config(), Shape{gmm.dim});
+        return datasets::model_input_shape(checkpoint.model->config(), Shape{gmm.dim});
       });
   if (model_shape.numel() != gmm.dim)
     throw CLI::ValidationError("--data", "the data have dimension " + std::to_string(gmm.dim) +
@@ -107,8 +110,9 @@ void run_bound(const CLI::App* command, BoundArgs& args) {
     diffusion::NoisePredictor& predictor;
     Tensor data;  // shaped as the predictor takes it
   };
-  const Contender contenders[] = {{"network", *network, with_sample_shape(rows, model_shape)},
-                                  {"oracle", oracle, rows}};
+  const Contender contenders[] = {
+      {"network", *network, datasets::with_sample_shape(rows, model_shape)},
+      {"oracle", oracle, rows}};
   ProgressLine progress("bound",
                                2 * static_cast<int64_t>(variances.size()) * batches_per_bound,
                                "evaluations", args.common.quiet ? nullptr : stderr, 1.0);

@@ -20,10 +20,10 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "apps/value_lists.hpp"
 #include "autograd/progress_line.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/denoise_bench.hpp"
@@ -620,10 +620,10 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
 
   // The network, if any, fixes the schedule of the detailed experiments: it runs at its own T.
   std::optional<diffusion::DpmCheckpoint> checkpoint;
-  TrainingData data;
+  datasets::TrainingData data;
   if (!args.checkpoint.empty()) {
     checkpoint = diffusion::load_dpm_checkpoint(args.checkpoint);
-    data = training_data(checkpoint->metadata, args.checkpoint);
+    data = datasets::training_data(checkpoint->metadata, args.checkpoint);
     const diffusion::Schedule& own = checkpoint->schedule;
     if (args.detail_T != 0 && args.detail_T != own.T())
       throw CLI::ValidationError("--checkpoint",
@@ -646,10 +646,12 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
 
   // The prior: --gmm, else the GMM of the network's training data directory.
   std::string gmm_path = args.gmm;
-  if (gmm_path.empty() && !data.source.empty() && fs::exists(fs::path(data.source) / kGmmFileName))
-    gmm_path = (fs::path(data.source) / kGmmFileName).string();
+  if (gmm_path.empty() && !data.source.empty() &&
+      fs::exists(fs::path(data.source) / datasets::kGmmFileName))
+    gmm_path = (fs::path(data.source) / datasets::kGmmFileName).string();
   if (gmm_path.empty())
-    throw CLI::ValidationError("--gmm", "is required: the prior, a " + std::string(kGmmFileName) +
+    throw CLI::ValidationError("--gmm", "is required: the prior, a " +
+                                            std::string(datasets::kGmmFileName) +
                                             " written by `dpmlab gmm make`");
   if (!fs::exists(gmm_path))
     throw CLI::ValidationError("--gmm", "'" + gmm_path + "' does not exist");
@@ -662,7 +664,7 @@ void run_bench(const CLI::App* command, BenchArgs& args) {
   if (checkpoint) {
     const Shape model_shape =
         data.model_shape ? *data.model_shape : as_usage_error("--checkpoint", [&] {
-          return model_input_shape(checkpoint->model->config(), Shape{gmm.dim});
+          return datasets::model_input_shape(checkpoint->model->config(), Shape{gmm.dim});
         });
     if (model_shape.numel() != gmm.dim)
       throw CLI::ValidationError("--gmm", "the GMM has dimension " + std::to_string(gmm.dim) +

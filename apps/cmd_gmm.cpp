@@ -13,10 +13,10 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "apps/value_lists.hpp"
 #include "autograd/progress_line.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 #include "datasets/idx.hpp"
@@ -37,7 +37,7 @@ std::FILE* progress_stream(const CommonArgs& common) {
   return common.quiet ? nullptr : stderr;
 }
 
-void add_split_flags(CLI::App* command, SplitCounts& counts) {
+void add_split_flags(CLI::App* command, datasets::SplitCounts& counts) {
   command->add_option("--val", counts.val, "validation samples")
       ->check(kCountRange)
       ->capture_default_str();
@@ -46,19 +46,19 @@ void add_split_flags(CLI::App* command, SplitCounts& counts) {
       ->capture_default_str();
 }
 
-void take_split_flags(FlagConfig& config, SplitCounts& counts) {
+void take_split_flags(FlagConfig& config, datasets::SplitCounts& counts) {
   config.integer("--val", counts.val);
   config.integer("--test", counts.test);
 }
 
 // "wrote DIR/gmm.safetensors (...) and DIR/data.safetensors (...)" for a written data set.
-void describe_dataset(const CommonArgs& common, const GmmDataset& data) {
+void describe_dataset(const CommonArgs& common, const datasets::GmmDataset& data) {
   std::printf(
       "Normalised with the training mean and scale c = %.6g (zero mean, unit average power per "
       "entry, docs/protocol.md, The GMM protocol); the GMM was mapped the same way. Wrote %s "
       "(the normalised GMM) and %s (tensors train [%lld, %lld], val [%lld, %lld], test "
       "[%lld, %lld]).\n",
-      data.normalization.scale, out_file(common, kGmmFileName).c_str(), data.path.c_str(),
+      data.normalization.scale, out_file(common, datasets::kGmmFileName).c_str(), data.path.c_str(),
       static_cast<long long>(data.train.size(0)), static_cast<long long>(data.train.size(1)),
       static_cast<long long>(data.val.size(0)), static_cast<long long>(data.val.size(1)),
       static_cast<long long>(data.test.size(0)), static_cast<long long>(data.test.size(1)));
@@ -69,7 +69,7 @@ void describe_dataset(const CommonArgs& common, const GmmDataset& data) {
 struct MakeArgs {
   CommonArgs common;
   int64_t dim = 64, components = 128;
-  SplitCounts counts{100000, 10000, 10000};
+  datasets::SplitCounts counts{100000, 10000, 10000};
 };
 
 void run_make(const CLI::App* command, MakeArgs& args) {
@@ -83,17 +83,18 @@ void run_make(const CLI::App* command, MakeArgs& args) {
   start_run(args.common);
   write_used_config(args.common, used);
 
-  if (reusable_gmm_dataset(args.common.out, used)) {
+  if (datasets::reusable_gmm_dataset(args.common.out, used)) {
     std::printf("Reusing %s and %s: they were made with the same config (%s).\n",
-                out_file(args.common, kGmmFileName).c_str(),
-                out_file(args.common, kDataFileName).c_str(), used.dump().c_str());
+                out_file(args.common, datasets::kGmmFileName).c_str(),
+                out_file(args.common, datasets::kDataFileName).c_str(), used.dump().c_str());
     return;
   }
   Rng rng(args.common.seed);
   Rng gmm_rng = rng.split(0);
   datasets::Gmm gmm = datasets::make_random_gmm(gmm_rng, args.dim, args.components);
-  GmmDataset data = sample_gmm_dataset(gmm, args.counts, Shape{args.dim}, rng.split(1));
-  write_gmm_dataset(args.common.out, data, used);
+  datasets::GmmDataset data =
+      datasets::sample_gmm_dataset(gmm, args.counts, Shape{args.dim}, rng.split(1));
+  datasets::write_gmm_dataset(args.common.out, data, used);
   std::printf(
       "Made the paper's random GMM (N = %lld, K = %lld, seed %llu; covariances as the authors' "
       "code makes them) and drew %lld train, %lld validation and %lld test samples from it. ",
@@ -132,7 +133,7 @@ struct FitArgs {
   std::string data;
   std::string data_dir = datasets::kDefaultFashionMnistDir;
   int64_t components = 128, iters = 100, max_samples = 0, sample = 0;
-  SplitCounts counts{0, 10000, 10000};
+  datasets::SplitCounts counts{0, 10000, 10000};
   double tolerance = 1e-3;
 };
 
@@ -144,14 +145,14 @@ struct FitData {
 FitData load_fit_data(const FitArgs& args) {
   Tensor x = args.data == "fashion-mnist"
                  ? datasets::load_fashion_mnist(args.data_dir, "train").images
-                 : read_tensor_spec(args.data, "train");
+                 : datasets::read_tensor_spec(args.data, "train");
   if (x.ndim() < 2)
     throw CLI::ValidationError("--data", args.data + " holds a tensor of shape " + x.shape().str() +
                                              "; expected samples [n, ...]");
   std::vector<int64_t> dims = x.shape().vec();
   dims.erase(dims.begin());
   if (args.max_samples > 0 && x.size(0) > args.max_samples) x = x.narrow(0, 0, args.max_samples);
-  return {flatten_rows(x.contiguous()), Shape(dims)};
+  return {datasets::flatten_rows(x.contiguous()), Shape(dims)};
 }
 
 void run_fit(const CLI::App* command, FitArgs& args) {
@@ -205,16 +206,16 @@ void run_fit(const CLI::App* command, FitArgs& args) {
       static_cast<long long>(fit.restarts),
       ProgressLine::format_duration(progress.elapsed_seconds()).c_str());
   if (args.sample == 0) {
-    datasets::save_gmm(fit.gmm, out_file(args.common, kGmmFileName));
-    std::printf("Wrote %s.\n", out_file(args.common, kGmmFileName).c_str());
+    datasets::save_gmm(fit.gmm, out_file(args.common, datasets::kGmmFileName));
+    std::printf("Wrote %s.\n", out_file(args.common, datasets::kGmmFileName).c_str());
     return;
   }
   const std::string fitted = out_file(args.common, "gmm_fitted.safetensors");
   datasets::save_gmm(fit.gmm, fitted);
   args.counts.train = args.sample;
-  GmmDataset sampled =
-      sample_gmm_dataset(fit.gmm, args.counts, data.sample_shape, Rng(args.common.seed).split(1));
-  write_gmm_dataset(args.common.out, sampled, used);
+  datasets::GmmDataset sampled = datasets::sample_gmm_dataset(
+      fit.gmm, args.counts, data.sample_shape, Rng(args.common.seed).split(1));
+  datasets::write_gmm_dataset(args.common.out, sampled, used);
   std::printf(
       "Wrote %s (the fit, in the data's units), then drew %lld train, %lld validation and "
       "%lld test samples from it. ",
@@ -313,9 +314,9 @@ void run_cme(const CLI::App* command, CmeArgs& args) {
   write_used_config(args.common, used);
 
   const datasets::Gmm gmm = datasets::load_gmm(args.gmm);
-  Tensor x = read_tensor_spec(args.data, "test");
+  Tensor x = datasets::read_tensor_spec(args.data, "test");
   if (args.max_samples > 0 && x.size(0) > args.max_samples) x = x.narrow(0, 0, args.max_samples);
-  x = flatten_rows(x.contiguous()).contiguous();
+  x = datasets::flatten_rows(x.contiguous()).contiguous();
   if (x.size(1) != gmm.dim)
     throw std::runtime_error("the data (" + args.data + ") have dimension " +
                              std::to_string(x.size(1)) + ", the GMM (" + args.gmm + ") has " +

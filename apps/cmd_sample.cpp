@@ -13,10 +13,10 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "autograd/io/safetensors.hpp"
 #include "autograd/progress_line.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/image_folder.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/sampler.hpp"
@@ -38,12 +38,12 @@ struct DataDescription {
 };
 
 DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const std::string& path) {
-  auto it = checkpoint.metadata.find(kTrainingDataMetadataKey);
+  auto it = checkpoint.metadata.find(datasets::kTrainingDataMetadataKey);
   if (it == checkpoint.metadata.end()) {
     // A bare train_dpm checkpoint: only an MLP's sample shape follows from the model config.
     const nlohmann::json config = checkpoint.model->config();
     if (config.value("arch", "") != "mlp")
-      throw std::runtime_error(path + ": no '" + kTrainingDataMetadataKey +
+      throw std::runtime_error(path + ": no '" + datasets::kTrainingDataMetadataKey +
                                "' metadata (not written by `dpmlab train`), so the sample shape "
                                "of this " +
                                config.value("arch", "") + " is unknown");
@@ -52,11 +52,11 @@ DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const 
   }
   try {
     const nlohmann::json data = nlohmann::json::parse(it->second);
-    return {shape_from_json(data.at("model_shape"), path),
-            shape_from_json(data.at("sample_shape"), path),
-            normalization_from_json(data.at("normalization"), path)};
+    return {datasets::shape_from_json(data.at("model_shape"), path),
+            datasets::shape_from_json(data.at("sample_shape"), path),
+            datasets::normalization_from_json(data.at("normalization"), path)};
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": metadata '" + kTrainingDataMetadataKey +
+    throw std::runtime_error(path + ": metadata '" + datasets::kTrainingDataMetadataKey +
                              "' is not valid: " + e.what());
   }
 }
@@ -86,8 +86,8 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
 
   Rng rng(args.common.seed);
   Rng noise_rng = rng.split(0), sampler_rng = rng.split(1);
-  Tensor x_T =
-      with_sample_shape(Tensor::empty({args.count, data.model_shape.numel()}), data.model_shape);
+  Tensor x_T = datasets::with_sample_shape(Tensor::empty({args.count, data.model_shape.numel()}),
+                                           data.model_shape);
   noise_rng.fill_normal(x_T.data(), x_T.numel());
   // Ancestral sampling with the reverse variance the model was trained for (beta_t unless a
   // vlb/hybrid objective chose beta~_t); DDIM with eta = 0, a deterministic path.
@@ -103,7 +103,7 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
       [&](int64_t t, const diffusion::DoubleBatch&) { progress.update(schedule.T() - t + 1); });
   progress.finish();
 
-  const Tensor samples = with_sample_shape(x_0.to_tensor(), data.sample_shape);
+  const Tensor samples = datasets::with_sample_shape(x_0.to_tensor(), data.sample_shape);
   const std::filesystem::path out(args.common.out);
   const std::string samples_path = (out / "samples.safetensors").string();
   std::map<std::string, std::string> metadata = {
@@ -116,7 +116,8 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
                        "the model's data space; with a normalisation in dpmlab.data, "
                        "raw = samples * scale + mean"}}
            .dump()}};
-  if (auto it = checkpoint.metadata.find(kTrainingDataMetadataKey); it != checkpoint.metadata.end())
+  if (auto it = checkpoint.metadata.find(datasets::kTrainingDataMetadataKey);
+      it != checkpoint.metadata.end())
     metadata.emplace(it->first, it->second);
   write_safetensors(samples_path, {{"samples", samples}}, metadata);
 
@@ -133,7 +134,8 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
       ProgressLine::format_duration(progress.elapsed_seconds()).c_str(), power,
       samples_path.c_str());
   if (is_image(data.sample_shape)) {
-    const Tensor pixels = data.normalization ? denormalize(samples, *data.normalization) : samples;
+    const Tensor pixels =
+        data.normalization ? datasets::denormalize(samples, *data.normalization) : samples;
     const std::string png = (out / "samples.png").string();
     const int columns = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(args.count))));
     datasets::write_png_grid(png, pixels, columns);

@@ -12,9 +12,9 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
-#include "apps/data_files.hpp"
 #include "apps/flag_config.hpp"
 #include "autograd/progress_line.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/data_loader.hpp"
 #include "datasets/idx.hpp"
 #include "datasets/image_folder.hpp"
@@ -37,7 +37,7 @@ struct TrainArgs {
 
 struct TrainData {
   Tensor train, val;        // [n, ...model shape]; val undefined when there is none
-  nlohmann::json describe;  // kTrainingDataMetadataKey: source, shapes, normalisation
+  nlohmann::json describe;  // datasets::kTrainingDataMetadataKey: source, shapes, normalisation
 };
 
 Tensor first_rows(const Tensor& x, int64_t max_rows) {
@@ -47,11 +47,12 @@ Tensor first_rows(const Tensor& x, int64_t max_rows) {
 // Normalises raw data (images) with a map fitted on train (docs/protocol.md, The GMM protocol).
 datasets::Normalization normalize_in_place(Tensor& train, Tensor& val) {
   const Shape train_shape = train.shape();
-  datasets::Normalization normalization = datasets::Normalization::fit(flatten_rows(train));
-  train = normalization.apply(flatten_rows(train)).reshape(train_shape);
+  datasets::Normalization normalization =
+      datasets::Normalization::fit(datasets::flatten_rows(train));
+  train = normalization.apply(datasets::flatten_rows(train)).reshape(train_shape);
   if (val.defined()) {
     const Shape val_shape = val.shape();
-    val = normalization.apply(flatten_rows(val)).reshape(val_shape);
+    val = normalization.apply(datasets::flatten_rows(val)).reshape(val_shape);
   }
   return normalization;
 }
@@ -81,10 +82,12 @@ TrainData load_train_data(const TrainArgs& args, uint64_t seed) {
     data.val =
         first_rows(datasets::load_fashion_mnist(args.data_dir, "test").images, args.max_samples);
     normalization = normalize_in_place(data.train, data.val);
-  } else if (fs::is_directory(args.data) && fs::exists(fs::path(args.data) / kDataFileName)) {
-    GmmDataset set = read_gmm_dataset(args.data);
-    data.train = with_sample_shape(first_rows(set.train, args.max_samples), set.sample_shape);
-    data.val = with_sample_shape(first_rows(set.val, args.max_samples), set.sample_shape);
+  } else if (fs::is_directory(args.data) &&
+             fs::exists(fs::path(args.data) / datasets::kDataFileName)) {
+    datasets::GmmDataset set = datasets::read_gmm_dataset(args.data);
+    data.train =
+        datasets::with_sample_shape(first_rows(set.train, args.max_samples), set.sample_shape);
+    data.val = datasets::with_sample_shape(first_rows(set.val, args.max_samples), set.sample_shape);
     normalization = set.normalization;
   } else if (fs::is_directory(args.data)) {
     Tensor images = first_rows(
@@ -107,7 +110,7 @@ TrainData load_train_data(const TrainArgs& args, uint64_t seed) {
   sample_dims.erase(sample_dims.begin());
   data.describe = {{"source", args.data},
                    {"sample_shape", sample_dims},
-                   {"normalization", normalization_to_json(normalization)}};
+                   {"normalization", datasets::normalization_to_json(normalization)}};
   return data;
 }
 
@@ -189,8 +192,8 @@ void run_train(const CLI::App* command, TrainArgs& args) {
     Rng rng(0);
     return nn::make_noise_model(config.model, rng);
   });
-  data.train = with_sample_shape(data.train, model_shape);
-  if (data.val.defined()) data.val = with_sample_shape(data.val, model_shape);
+  data.train = datasets::with_sample_shape(data.train, model_shape);
+  if (data.val.defined()) data.val = datasets::with_sample_shape(data.val, model_shape);
   data.describe["model_shape"] = model_shape.vec();
   if (config.trainer.batch_size > data.train.size(0))
     throw CLI::ValidationError("--batch",
@@ -200,7 +203,7 @@ void run_train(const CLI::App* command, TrainArgs& args) {
   start_run(args.common);
 
   train::DpmTrainingExtras extras;
-  extras.checkpoint_metadata = {{kTrainingDataMetadataKey, data.describe.dump()}};
+  extras.checkpoint_metadata = {{datasets::kTrainingDataMetadataKey, data.describe.dump()}};
   if (args.track_spectral > 0) {
     train::SpectralTrackerOptions tracker;
     tracker.every = args.track_spectral;

@@ -1,5 +1,5 @@
 #pragma once
-// The data files dpmlab's commands share.
+// The data files dpmlab's commands and experiments share.
 // A data set directory (written by `gmm make` and `gmm fit --sample`, read by `gmm cme` and
 // `train --data DIR`):
 //   DIR/gmm.safetensors   the GMM the data follow, normalised like them (datasets::save_gmm)
@@ -19,7 +19,7 @@
 #include "autograd/tensor.hpp"
 #include "datasets/gmm.hpp"
 
-namespace dpm::cli {
+namespace dpm::datasets {
 
 inline constexpr const char* kDatasetMetadataKey = "dpmlab.dataset";
 inline constexpr const char* kTrainingDataMetadataKey = "dpmlab.data";
@@ -87,4 +87,4 @@ Tensor flatten_rows(const Tensor& x);
 // x [n, ...] as [n, ...sample_shape] (same element count per sample).
 Tensor with_sample_shape(const Tensor& x, const Shape& sample_shape);
 
-}  // namespace dpm::cli
+}  // namespace dpm::datasets

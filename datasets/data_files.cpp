@@ -1,4 +1,4 @@
-#include "apps/data_files.hpp"
+#include "datasets/data_files.hpp"
 
 #include <cmath>
 #include <filesystem>
@@ -6,7 +6,7 @@
 
 #include "autograd/io/safetensors.hpp"
 
-namespace dpm::cli {
+namespace dpm::datasets {
 namespace {
 
 std::string join(const std::string& dir, const char* name) {
@@ -211,4 +211,4 @@ Tensor with_sample_shape(const Tensor& x, const Shape& sample_shape) {
   return x.reshape(Shape(dims));
 }
 
-}  // namespace dpm::cli
+}  // namespace dpm::datasets
