@@ -92,11 +92,11 @@ class FlagTable {
   // Who set `field`: its flag (on the command line or defaulted), or the config file.
   std::string source_of(const std::string& field) const {
     const std::string from_file = "--config " + common_.config_file;
-    const bool in_file =
-        !common_.config_file.empty() && read_config_file(common_).contains(field);
+    const bool in_file = !common_.config_file.empty() && read_config_file(common_).contains(field);
     for (const Entry& entry : entries_)
       if (entry.field == field)
-        return given(entry.flag) || !in_file ? entry.flag : entry.flag + " (from " + from_file + ")";
+        return given(entry.flag) || !in_file ? entry.flag
+                                             : entry.flag + " (from " + from_file + ")";
     return in_file ? from_file + ", field '" + field + "'" : field;
   }
 

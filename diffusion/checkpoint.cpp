@@ -50,10 +50,10 @@ DpmCheckpoint load_dpm_checkpoint(const std::string& path) {
   std::optional<nlohmann::json> objective_json = metadata_json(kObjectiveMetadataKey);
   try {
     // Without an objective entry the network is taken to predict eps (the paper's target).
-    DpmCheckpoint checkpoint{nullptr, Schedule::from_json(*schedule_json),
-                             objective_json ? ObjectiveOptions::from_json(*objective_json)
-                                            : ObjectiveOptions{},
-                             file.metadata};
+    DpmCheckpoint checkpoint{
+        nullptr, Schedule::from_json(*schedule_json),
+        objective_json ? ObjectiveOptions::from_json(*objective_json) : ObjectiveOptions{},
+        file.metadata};
     Rng rng(0);  // the initial weights are overwritten by the load
     checkpoint.model = nn::make_noise_model(nn::read_config(file), rng);
     nn::load_state(*checkpoint.model, file);

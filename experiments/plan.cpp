@@ -195,7 +195,8 @@ void read_field(const nlohmann::json& json, const std::string& field, double& va
 }
 
 void read_field(const nlohmann::json& json, const std::string& field, std::vector<double>& value) {
-  if (json.is_string()) return reading(field, [&] { value = parse_number_list(json.get<std::string>()); });
+  if (json.is_string())
+    return reading(field, [&] { value = parse_number_list(json.get<std::string>()); });
   if (!json.is_array()) wrong_type(field, "an array of numbers or a list like \"-20:30:5\"", json);
   std::vector<double> values;
   for (const nlohmann::json& item : json) {
@@ -205,8 +206,7 @@ void read_field(const nlohmann::json& json, const std::string& field, std::vecto
   value = std::move(values);
 }
 
-void read_field(const nlohmann::json& json, const std::string& field,
-                std::vector<int64_t>& value) {
+void read_field(const nlohmann::json& json, const std::string& field, std::vector<int64_t>& value) {
   if (json.is_string())
     return reading(field, [&] { value = parse_integer_list(json.get<std::string>()); });
   if (!json.is_array()) wrong_type(field, "an array of integers or a list like \"1,2,4\"", json);
@@ -218,8 +218,7 @@ void read_field(const nlohmann::json& json, const std::string& field,
   value = std::move(values);
 }
 
-void require_range(const std::string& field, int64_t value, int64_t min_value,
-                   int64_t max_value) {
+void require_range(const std::string& field, int64_t value, int64_t min_value, int64_t max_value) {
   if (value < min_value || value > max_value)
     throw PlanError(field, std::to_string(value) + " is not in " + std::to_string(min_value) +
                                ".." + std::to_string(max_value));
@@ -234,7 +233,8 @@ void require_list(const std::string& field, const std::vector<int64_t>& values, 
                                  std::to_string(min_value) + ".." + std::to_string(max_value) +
                                  " (give a list like 1,2,4)");
     for (size_t j = 0; j < i; ++j)
-      if (values[j] == values[i]) throw PlanError(field, "lists " + std::to_string(values[i]) + " twice");
+      if (values[j] == values[i])
+        throw PlanError(field, "lists " + std::to_string(values[i]) + " twice");
   }
 }
 

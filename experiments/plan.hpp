@@ -56,7 +56,9 @@ template <typename E>
 struct Choices;
 
 template <typename E>
-concept Choice = std::is_enum_v<E> && requires { Choices<E>::values; };
+concept Choice = std::is_enum_v<E> && requires {
+  Choices<E>::values;
+};
 
 template <Choice E>
 const char* choice_name(E value) {
@@ -109,7 +111,8 @@ void field_from_text(const std::string& text, std::vector<E>& value) {
     const size_t end = std::min(text.find(',', start), text.size());
     const E item = parse_choice<E>(text.substr(start, end - start));
     for (E seen : chosen)
-      if (seen == item) throw std::invalid_argument("lists '" + text.substr(start, end - start) + "' twice");
+      if (seen == item)
+        throw std::invalid_argument("lists '" + text.substr(start, end - start) + "' twice");
     chosen.push_back(item);
     start = end + 1;
   }
@@ -168,7 +171,7 @@ void read_field(const nlohmann::json& json, const std::string& field, std::vecto
 
 // A string read with field_from_text (an enum's name, "a,b" for a list), else an array of names.
 template <typename T>
-  requires Choice<T> || Choice<typename T::value_type>
+requires Choice<T> || Choice<typename T::value_type>
 void read_field(const nlohmann::json& json, const std::string& field, T& value) {
   try {
     if (json.is_string()) return field_from_text(json.get<std::string>(), value);

@@ -33,8 +33,8 @@ std::string plot_number(double v) {
 std::string power_of_ten(double log10_value) {
   if (!std::isfinite(log10_value)) return number(log10_value);
   if (std::abs(log10_value) < 300) return number(std::pow(10.0, log10_value), "%.3g");
-  return (log10_value > 0 ? "> 1e300 (10^" : "< 1e-300 (10^") +
-         printf_double("%.1f", log10_value) + ")";
+  return (log10_value > 0 ? "> 1e300 (10^" : "< 1e-300 (10^") + printf_double("%.1f", log10_value) +
+         ")";
 }
 
 std::string duration(double seconds) {
