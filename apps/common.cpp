@@ -4,9 +4,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <stdexcept>
 
 #include "autograd/threading.hpp"
+#include "experiments/report/format.hpp"
 
 namespace dpm::cli {
 
@@ -56,6 +58,20 @@ void write_used_config(const CommonArgs& args, const nlohmann::json& config) {
     if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
   }
   std::filesystem::rename(tmp, path);
+}
+
+void print_written(const CommonArgs& args, const experiments::report::Written& written,
+                   double seconds) {
+  if (!args.quiet) std::cout << written.markdown << "\n";
+  std::cout << "Wrote";
+  for (size_t i = 0; i < written.files.size(); ++i)
+    std::cout << (i == 0 ? " " : ", ") << written.files[i];
+  if (!written.plots.empty()) {
+    std::cout << " and the plots";
+    for (const std::string& png : written.plots) std::cout << " " << png;
+    std::cout << " (each beside its gnuplot script)";
+  }
+  std::cout << " into " << args.out << " in " << experiments::report::duration(seconds) << ".\n";
 }
 
 }  // namespace dpm::cli

@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "experiments/report/files.hpp"
+
 namespace dpm::cli {
 
 struct CommonArgs {
@@ -27,5 +29,9 @@ nlohmann::json read_config_file(const CommonArgs& args);
 
 // Writes <out>/config.used.json (pretty, atomically): everything needed to repeat the run.
 void write_used_config(const CommonArgs& args, const nlohmann::json& config);
+
+// Prints the report's markdown (unless --quiet) and the files it wrote, after `seconds`.
+void print_written(const CommonArgs& args, const experiments::report::Written& written,
+                   double seconds);
 
 }  // namespace dpm::cli

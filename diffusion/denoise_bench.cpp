@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <map>
 #include <stdexcept>
 #include <tuple>
 
@@ -38,12 +36,6 @@ std::pair<double, double> ratio_with_se(const std::vector<double>& v,
   double spread = 0.0;
   for (size_t i = 0; i < v.size(); ++i) spread += (v[i] - r * p[i]) * (v[i] - r * p[i]);
   return {r, std::sqrt(spread) / sum_p};
-}
-
-std::string format(const char* pattern, double a, double b = 0.0) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, pattern, a, b);
-  return buffer;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -280,61 +272,6 @@ std::vector<MismatchEntry> run_snr_mismatch(const DenoiseExperiment& experiment,
     }
   }
   return entries;
-}
-
-std::string denoise_bench_markdown(const std::vector<DenoiseBenchEntry>& entries) {
-  // Rows (predictor, T, estimator) in order of first appearance, columns the SNRs ascending.
-  std::vector<std::tuple<std::string, int64_t, std::string>> rows;
-  std::map<double, int> columns;
-  std::map<std::pair<size_t, double>, const DenoiseBenchEntry*> cell;
-  bool labelled = false;
-  for (const DenoiseBenchEntry& e : entries) {
-    const std::tuple<std::string, int64_t, std::string> key{e.predictor, e.T, e.estimator};
-    size_t r = 0;
-    while (r < rows.size() && rows[r] != key) ++r;
-    if (r == rows.size()) rows.push_back(key);
-    columns[e.snr_db] = 0;
-    cell[{r, e.snr_db}] = &e;
-    labelled = labelled || !e.predictor.empty();
-  }
-  auto table = [&](const std::string& title, bool skip_references,
-                   const std::function<std::string(const DenoiseBenchEntry&)>& text) {
-    std::string out = title + "\n\n|" + (labelled ? " predictor |" : "") + " T | estimator |";
-    for (const auto& [snr, unused] : columns) out += format(" %g dB |", snr);
-    out += labelled ? "\n|---|---|---|" : "\n|---|---|";
-    for (size_t c = 0; c < columns.size(); ++c) out += "---|";
-    out += "\n";
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const auto& [predictor, T, estimator] = rows[r];
-      if (skip_references && T == 0) continue;
-      out += "|";
-      if (labelled) out.append(" ").append(predictor.empty() ? "-" : predictor).append(" |");
-      out.append(" ").append(T == 0 ? "-" : std::to_string(T)).append(" | ");
-      out.append(estimator).append(" |");
-      for (const auto& [snr, unused] : columns) {
-        auto found = cell.find({r, snr});
-        out += " ";
-        if (found != cell.end()) out += text(*found->second);
-        out += " |";
-      }
-      out += "\n";
-    }
-    return out + "\n";
-  };
-  return table(
-             "NMSE (± one standard error over the test samples):", false,
-             [](const DenoiseBenchEntry& e) { return format("%.4g ± %.2g", e.nmse, e.nmse_se); }) +
-         table("NMSE minus the CME's on the same observations (± one standard error):", false,
-               [](const DenoiseBenchEntry& e) {
-                 return e.estimator == "cme" ? std::string("0")
-                                             : format("%+.3g ± %.2g", e.gap, e.gap_se);
-               }) +
-         table("Predictor evaluations per denoised batch (matched step t_hat in brackets):", true,
-               [](const DenoiseBenchEntry& e) {
-                 return std::to_string(e.evaluations) + " (" + std::to_string(e.matched_step) + ")";
-               }) +
-         table("Wall time per denoised batch (seconds):", false,
-               [](const DenoiseBenchEntry& e) { return format("%.3g", e.seconds); });
 }
 
 }  // namespace dpm::diffusion

@@ -1,8 +1,8 @@
 #pragma once
 // The denoising benchmark (docs/protocol.md, The denoiser): the NMSE of DM-based estimators beside
 // the CME, LMMSE and LS on a GMM prior, for one schedule and one predictor (the exact oracle eps*
-// or a trained network), over a grid of SNRs. Called by the results driver and `dpmlab
-// denoise-bench`.
+// or a trained network), over a grid of SNRs: the kernels of the experiment
+// experiments/denoise_bench.hpp (`dpmlab denoise-bench`), which drives and reports them.
 //
 // Observations: y = x + sigma n, sigma^2 = 10^(-snr_db / 10) (SNR = 1 / sigma^2 on unit-power
 // data), n from one stream per SNR derived from the seed, so every estimator and every schedule
@@ -56,11 +56,6 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
                                                  const Schedule& schedule,
                                                  NoisePredictor& predictor,
                                                  const DenoiseBenchOptions& options);
-
-// Markdown: NMSE per (predictor, T, estimator) x SNR; the gaps to the CME with their standard
-// errors; the predictor evaluations per denoised batch; the wall time per denoised batch. The
-// predictor column appears when some entry has a predictor label.
-std::string denoise_bench_markdown(const std::vector<DenoiseBenchEntry>& entries);
 
 // What the experiments below share: the prior, the clean test rows x_test [n, N] drawn from it,
 // one schedule and one predictor (labelled, e.g. "oracle"), the seed of run_denoise_bench.

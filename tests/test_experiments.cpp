@@ -12,6 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/flag_table.hpp"
+#include "autograd/rng.hpp"
+#include "datasets/gmm.hpp"
+#include "experiments/denoise_bench.hpp"
+#include "experiments/nll_bound.hpp"
 #include "experiments/plan.hpp"
 #include "experiments/report/format.hpp"
 #include "experiments/report/table.hpp"
@@ -189,9 +193,9 @@ TEST_CASE("flag table: --help, the command line over --config over the defaults"
   const std::string config = (tmp.path / "config.json").string();
   const Parsed merged = parse({"--config", config, "--samples", "20", "--flavour", "salted"});
   REQUIRE(merged.error.empty());
-  CHECK(merged.plan->samples == 20);                         // the command line
-  CHECK(merged.plan->snr == std::vector<double>{1, 2});      // the file
-  CHECK(merged.plan->seed == 4);                             // the file, a common flag
+  CHECK(merged.plan->samples == 20);                            // the command line
+  CHECK(merged.plan->snr == std::vector<double>{1, 2});         // the file
+  CHECK(merged.plan->seed == 4);                                // the file, a common flag
   CHECK(merged.plan->counts == std::vector<int64_t>{1, 2, 4});  // the default
   CHECK(merged.plan->flavour == Flavour::salted);
 
@@ -217,4 +221,130 @@ TEST_CASE("flag table: usage errors name the flag, or --config for the file's",
   const std::string bad = parse({"--config", (tmp.path / "bad.json").string()}).error;
   CHECK(contains(bad, "--flavour (from --config"));
   CHECK(contains(bad, "expected plain or salted"));
+}
+// ---- the experiments: plans, their units and the progress a run reports ----
+
+namespace {
+
+// Records what a run reports.
+struct RecordingProgress final : report::Progress {
+  int64_t total = -1, advanced = 0;
+  std::vector<std::string> stages, warnings;
+  void begin(int64_t total_units) override { total = total_units; }
+  void advance(const std::string& stage) override {
+    ++advanced;
+    stages.push_back(stage);
+  }
+  void warn(const std::string& message) override { warnings.push_back(message); }
+};
+
+// A small normalised GMM prior in `dir`/gmm.safetensors.
+std::string small_prior(const std::filesystem::path& dir) {
+  dpm::Rng rng(5);
+  const dpm::datasets::Gmm raw = dpm::datasets::make_random_gmm(rng, 4, 3);
+  const auto normalization = dpm::datasets::Normalization::fit(raw.sample(4000, rng));
+  const std::string path = (dir / "gmm.safetensors").string();
+  dpm::datasets::save_gmm(normalization.apply(raw), path);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("denoise-bench plan: JSON round trip, validation naming the field",
+          "[experiments][denoise-bench]") {
+  ex::DenoiseBenchPlan plan;
+  plan.gmm = "prior.safetensors";
+  plan.experiments = {ex::DenoiseBenchPart::mismatch, ex::DenoiseBenchPart::nmse};
+  plan.snr = {-3.5, 12};
+  plan.oracle_T = {7};
+  plan.estimators = ex::DenoiseEstimators::cheap;
+  plan.seed = 11;
+  const nlohmann::json json = plan.to_json();
+  CHECK(json["T"] == nlohmann::json::array({7}));
+  CHECK(json["experiments"] == nlohmann::json::array({"mismatch", "nmse"}));
+  const ex::DenoiseBenchPlan back = ex::DenoiseBenchPlan::from_json(json);
+  CHECK(back.to_json() == json);
+  CHECK(back.snr == plan.snr);
+
+  auto field_of = [&](const nlohmann::json& change) {
+    nlohmann::json changed = json;
+    changed.update(change);
+    try {
+      ex::DenoiseBenchPlan::from_json(changed);
+    } catch (const ex::PlanError& e) {
+      return e.field();
+    }
+    return std::string("(none)");
+  };
+  CHECK(field_of({{"samples", 1}}) == "samples");
+  CHECK(field_of({{"T", {10, 10}}}) == "T");
+  CHECK(field_of({{"mc_M", {0, 2}}}) == "mc_M");
+  CHECK(field_of({{"schedule", "linear"}}) == "schedule");
+  CHECK(field_of({{"experiments", {"nmse", "speed"}}}) == "experiments");
+  CHECK(field_of({{"estimators", "fast"}}) == "estimators");
+  CHECK(field_of({{"mismatch", "6:-6:2"}}) == "mismatch");
+  CHECK(field_of({{"detail_T", 0}}) == "(none)");
+}
+
+TEST_CASE("denoise-bench: the progress total is the plan's unit list, run as listed",
+          "[experiments][denoise-bench]") {
+  dpm::testing::TempDir tmp("dpm_experiments_bench");
+  ex::DenoiseBenchPlan plan;
+  plan.gmm = small_prior(tmp.path);
+  plan.samples = 8;
+  plan.snr = {-5, 5};
+  plan.oracle_T = {5, 10};
+  plan.detail_T = 10;
+  plan.mc_samples = 2;
+  plan.step_snr = {0};
+  plan.mc_M = {2, 1};
+  plan.mc_snr = {0};
+  plan.mismatch = {-2, 0};
+  plan.mismatch_snr = {0};
+  for (const auto estimators : {ex::DenoiseEstimators::all, ex::DenoiseEstimators::cheap}) {
+    plan.estimators = estimators;
+    INFO(ex::field_text(estimators));
+    const std::vector<ex::DenoiseBenchUnit> units = plan.units();
+    RecordingProgress progress;
+    const ex::DenoiseBenchResults results = ex::run(plan, progress);
+    CHECK(progress.total == static_cast<int64_t>(units.size()));
+    CHECK(progress.advanced == progress.total);
+    REQUIRE(progress.stages.size() == units.size());
+    for (size_t i = 0; i < units.size(); ++i) CHECK(progress.stages[i] == units[i].stage());
+    // The oracle's T = 5 and T = 10 tables and the references; the parts against M, per step
+    // and the mismatch once each; with cheap estimators the resampling part runs its own table.
+    const size_t tables = estimators == ex::DenoiseEstimators::all ? 2 : 3;
+    CHECK(units.size() == tables + 3);
+    CHECK(results.resolved.detail_T == 10);
+    CHECK(results.resolved.schedule == "paper_linear");
+    CHECK(results.plan.to_json() == plan.to_json());  // the input as given
+    CHECK(results.resampling.size() == 2);
+    CHECK(results.mc.size() == 2);
+    CHECK(results.mc.front().samples == 1);  // M ascending
+  }
+  // Without the checkpoint's T a plan cannot list its work.
+  plan.checkpoint = "network.safetensors";
+  plan.detail_T = 0;
+  CHECK_THROWS_AS(plan.units(), ex::PlanError);
+}
+
+TEST_CASE("bound plan: JSON round trip, validation, four bounds", "[experiments][bound]") {
+  ex::NllBoundPlan plan;
+  CHECK_THROWS_WITH(plan.validate(), "checkpoint: is required");
+  plan.checkpoint = "best.safetensors";
+  plan.split = ex::DataSplit::val;
+  plan.samples = 300;
+  const nlohmann::json json = plan.to_json();
+  CHECK(json["split"] == "val");
+  CHECK(ex::NllBoundPlan::from_json(json).to_json() == json);
+  nlohmann::json bad = json;
+  bad["samples"] = 0;
+  CHECK_THROWS_WITH(ex::NllBoundPlan::from_json(bad), Catch::StartsWith("samples: "));
+  bad = json;
+  bad["split"] = "training";
+  CHECK_THROWS_WITH(ex::NllBoundPlan::from_json(bad), Catch::StartsWith("split: "));
+  const std::vector<ex::NllBoundUnit> units = plan.units();
+  REQUIRE(units.size() == 4);
+  CHECK(units[0].stage() == "network, sigma_t^2 = beta");
+  CHECK(units[3].stage() == "oracle, sigma_t^2 = beta_tilde");
 }

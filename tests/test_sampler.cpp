@@ -16,6 +16,7 @@
 #include "diffusion/oracle.hpp"
 #include "diffusion/sampler.hpp"
 #include "diffusion/schedule.hpp"
+#include "experiments/denoise_bench_report.hpp"
 #include "oracle_fixtures.hpp"
 
 using dpm::Rng;
@@ -381,7 +382,7 @@ std::string oracle_sweep(const Gmm& prior, const Tensor& x_test, const std::vect
         dpm::diffusion::run_denoise_bench(prior, x_test, schedule, oracle, options);
     all.insert(all.end(), entries.begin(), entries.end());
   }
-  return dpm::diffusion::denoise_bench_markdown(all);
+  return dpm::experiments::report::nmse_tables(all);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
