@@ -1,34 +1,17 @@
 // dpmlab bound: the variational bound of experiments/nll_bound.hpp (a trained network's, eps*'s
 // and the exact NLL of the data's GMM), its flags bound to the plan's fields. Writes bound.md
 // (also printed), bound.json and bound_per_step.csv into --out.
-#include <cstdio>
 #include <memory>
 
 #include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "apps/flag_table.hpp"
+#include "apps/experiment_command.hpp"
 #include "experiments/nll_bound.hpp"
 #include "experiments/nll_bound_report.hpp"
 
 namespace dpm::cli {
-namespace {
-
-using Plan = experiments::NllBoundPlan;
-
-void run_command(const FlagTable<Plan>& flags) {
-  const Plan plan = flags.plan();
-  start_run(flags.common());
-  experiments::report::TerminalProgress progress("bound", "bounds",
-                                                 flags.common().quiet ? nullptr : stderr);
-  const auto results = flags.usage_errors([&] { return experiments::run(plan, progress); });
-  write_used_config(flags.common(), plan.to_json());
-  print_written(flags.common(), experiments::report::write(results, flags.common().out),
-                results.seconds);
-}
-
-}  // namespace
 
 void register_bound_command(CLI::App& app) {
+  using Plan = experiments::NllBoundPlan;
   CLI::App* command = app.add_subcommand(
       "bound",
       "The variational bound on the NLL (nats per dimension, all T terms, with sigma_t^2 = beta_t "
@@ -47,7 +30,7 @@ void register_bound_command(CLI::App& app) {
   flags->add("--split", &Plan::split, "train, val or test");
   flags->add("--samples", &Plan::samples, "use the split's first N samples");
   flags->seed(&Plan::seed);
-  command->callback([flags] { run_command(*flags); });
+  command->callback([flags] { run_experiment(*flags, "bound", "bounds"); });
 }
 
 }  // namespace dpm::cli

@@ -1,34 +1,17 @@
 // dpmlab denoise-bench: the denoising benchmark of experiments/denoise_bench.hpp, its flags bound
 // to the plan's fields. Writes a CSV per part, denoise_bench.json, denoise_bench.md (also
 // printed) and gnuplot plots (each .gp beside its PNG) into --out.
-#include <cstdio>
 #include <memory>
 
 #include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "apps/flag_table.hpp"
+#include "apps/experiment_command.hpp"
 #include "experiments/denoise_bench.hpp"
 #include "experiments/denoise_bench_report.hpp"
 
 namespace dpm::cli {
-namespace {
-
-using Plan = experiments::DenoiseBenchPlan;
-
-void run_command(const FlagTable<Plan>& flags) {
-  const Plan plan = flags.plan();
-  start_run(flags.common());
-  experiments::report::TerminalProgress progress("denoise-bench", "parts",
-                                                 flags.common().quiet ? nullptr : stderr);
-  const auto results = flags.usage_errors([&] { return experiments::run(plan, progress); });
-  write_used_config(flags.common(), plan.to_json());
-  print_written(flags.common(), experiments::report::write(results, flags.common().out),
-                results.seconds);
-}
-
-}  // namespace
 
 void register_denoise_bench_command(CLI::App& app) {
+  using Plan = experiments::DenoiseBenchPlan;
   CLI::App* command = app.add_subcommand(
       "denoise-bench",
       "Benchmark the DM-based denoisers on a GMM prior beside its exact CME, LMMSE and LS: with "
@@ -74,7 +57,7 @@ void register_denoise_bench_command(CLI::App& app) {
              "the posterior mean over --mc-samples runs, DDIM) or cheap (mean forwarding and "
              "Tweedie, a fraction of the network evaluations)");
   flags->seed(&Plan::seed);
-  command->callback([flags] { run_command(*flags); });
+  command->callback([flags] { run_experiment(*flags, "denoise-bench", "parts"); });
 }
 
 }  // namespace dpm::cli

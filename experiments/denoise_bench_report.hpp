@@ -26,3 +26,9 @@ Written write(const DenoiseBenchResults& results, const std::filesystem::path& d
               const std::string& command = "denoise-bench");
 
 }  // namespace dpm::experiments::report
+
+namespace dpm::experiments {
+// So that write(results, dir) finds the report writers by the results' namespace (as
+// apps/experiment_command.hpp calls it for any experiment).
+using report::write;
+}  // namespace dpm::experiments

@@ -17,3 +17,9 @@ nlohmann::json to_json(const NllBoundResults& results);
 Written write(const NllBoundResults& results, const std::filesystem::path& dir);
 
 }  // namespace dpm::experiments::report
+
+namespace dpm::experiments {
+// So that write(results, dir) finds the report writers by the results' namespace (as
+// apps/experiment_command.hpp calls it for any experiment).
+using report::write;
+}  // namespace dpm::experiments

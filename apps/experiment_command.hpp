@@ -1,0 +1,30 @@
+#pragma once
+// The callback of a command that runs an experiment (docs/design.md, "Experiments"): the plan
+// from its flag table, the run with a progress line, the run's config.used.json, the report, and
+// what was written. A PlanError of the run (a file that does not fit the plan) is a usage error
+// naming the flag.
+#include <cstdio>
+#include <string>
+
+#include "apps/common.hpp"
+#include "apps/flag_table.hpp"
+#include "experiments/report/progress.hpp"
+
+namespace dpm::cli {
+
+// `label` names the progress line ("bound") and `unit` what it counts ("bounds"). run(plan,
+// progress) and write(results, dir) are the experiment's own, found by the namespace of its Plan
+// and Results (dpm::experiments): include the experiment's header and its report's.
+template <typename Plan>
+void run_experiment(const FlagTable<Plan>& flags, const std::string& label,
+                    const std::string& unit) {
+  const Plan plan = flags.plan();
+  const CommonArgs& common = flags.common();
+  start_run(common);
+  experiments::report::TerminalProgress progress(label, unit, common.quiet ? nullptr : stderr);
+  const auto results = flags.usage_errors([&] { return run(plan, progress); });
+  write_used_config(common, plan.to_json());
+  print_written(common, write(results, common.out), results.seconds);
+}
+
+}  // namespace dpm::cli
