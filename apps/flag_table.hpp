@@ -4,10 +4,13 @@
 // reads the flag's text into the field (field_from_text: "-20:30:5" is a typed number list), and
 // names the field in the --config merge: a flag "--mc-snr" is the plan's JSON field "mc_snr".
 //
-//   auto flags = std::make_shared<FlagTable<BoundPlan>>(command, "runs/bound");
-//   flags->add("--samples", &BoundPlan::samples, "use the split's first N samples");
-//   flags->seed(&BoundPlan::seed);
-//   command->callback([flags] { const BoundPlan plan = flags->plan(); ... });
+//   using Plan = experiments::NllBoundPlan;
+//   auto flags = std::make_shared<FlagTable<Plan>>(command, "runs/bound");
+//   flags->add("--samples", &Plan::samples, "use the split's first N samples");
+//   flags->seed(&Plan::seed);
+//   command->callback([flags] { run_experiment(*flags, "bound", "bounds"); });
+//
+// (run_experiment: apps/experiment_command.hpp; it starts with flags->plan().)
 //
 // plan(): the defaults, then the --config file's fields, then the flags given on the command
 // line; then Plan::validate(). Every error is a usage error (CLI::ValidationError, exit code 2)
