@@ -20,6 +20,8 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -44,7 +46,7 @@ class FlagTable {
     entry.apply = [&entry, member](Plan& plan) {
       experiments::field_from_text(entry.text, plan.*member);
     };
-    CLI::Option* option = command_->add_option(name, entry.text, help);
+    CLI::Option* option = command_->add_option(name, entry.text, help)->type_name(type_name<T>());
     const std::string shown = experiments::field_text(Plan{}.*member);
     if (!shown.empty()) option->default_str(shown);
     return option;
@@ -82,6 +84,30 @@ class FlagTable {
     std::string flag, field, text;  // text: the command line's, when given
     std::function<void(Plan&)> apply;
   };
+
+  // What --help shows for a flag's value.
+  template <typename T>
+  static std::string type_name() {
+    if constexpr (std::is_same_v<T, std::string>) return "TEXT";
+    if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) return "INT";
+    if constexpr (std::is_same_v<T, double>) return "NUMBER";
+    if constexpr (std::is_same_v<T, std::vector<double>>) return "NUMBERS";
+    if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "INTS";
+    if constexpr (experiments::Choice<T>) return names<T>();
+    if constexpr (requires { typename T::value_type; })
+      if constexpr (experiments::Choice<typename T::value_type>)
+        return "LIST of " + names<typename T::value_type>();
+    return "VALUE";
+  }
+
+  // "{a,b,c}": an enum's names.
+  template <typename E>
+  static std::string names() {
+    std::string text;
+    for (const auto& [value, name] : experiments::Choices<E>::values)
+      text += (text.empty() ? "{" : ",") + std::string(name);
+    return text + "}";
+  }
 
   static std::string field_name(const std::string& flag) {
     std::string name = flag.substr(flag.find_first_not_of('-'));
