@@ -6,7 +6,7 @@
 //   empirical   lower bounds: the largest Jacobian norm measured at points x_t ~ p_t
 //               (jacobian.hpp), and pairwise ratios ||f(x) - f(x')|| / ||x - x'||,
 //   exact       Jacobian norms of the exact maps at the same points, when the data's GMM is known
-//               (eps*, the stepwise CME f_t, and the oracle denoiser D*), and
+//               (eps*, the stepwise CME f_t, and the oracle denoiser D*: oracle_jacobian.hpp), and
 //   hyperparameter-only bounds of the exact maps, each valid under its stated assumption:
 //               c_t (every prior, lower) and 1 / sqrt(alpha_t) (log-concave priors, upper),
 // and counts where the exact ||J_t|| exceeds the log-concave bound.
@@ -131,18 +131,5 @@ using AuditProgress = std::function<void(int64_t done, int64_t total, const std:
 
 LipschitzAudit run_lipschitz_audit(const AuditInputs& inputs, const AuditSettings& settings,
                                    const AuditProgress& progress = {});
-
-// ||J_eps*(x)|| = sqrt(1 - abar_t) ||Hess log p_t(x)|| and ||J_t(x)|| of the stepwise CME for
-// every row of x [rows, N], exact (one symmetric eigen-solve of the Hessian per row).
-struct ExactStepNorms {
-  std::vector<double> eps, cme;
-};
-ExactStepNorms exact_step_norms(const GmmOracle& oracle, const std::vector<double>& x, int64_t t);
-
-// ||J_D*(y)|| of the oracle's mean forwarding D*(y) = f_1 o ... o f_ts(s y) for every row of
-// y [rows, N]: the product s J_1(x_1) ... J_ts(x_ts) of the exact step Jacobians along the path,
-// then its largest singular value.
-std::vector<double> exact_denoiser_norms(const GmmOracle& oracle, const std::vector<double>& y,
-                                         int64_t start_step, double scale);
 
 }  // namespace dpm::diffusion

@@ -20,6 +20,7 @@
 #include "diffusion/lipschitz_audit.hpp"
 #include "diffusion/lipschitz_bounds.hpp"
 #include "diffusion/oracle.hpp"
+#include "diffusion/oracle_jacobian.hpp"
 #include "nn/unet.hpp"
 #include "tests/oracle_fixtures.hpp"
 #include "tests/temp_dir.hpp"
