@@ -17,10 +17,11 @@
 #include "autograd/rng.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/jacobian.hpp"
-#include "diffusion/lipschitz_audit.hpp"
 #include "diffusion/lipschitz_bounds.hpp"
 #include "diffusion/oracle.hpp"
 #include "diffusion/oracle_jacobian.hpp"
+#include "experiments/lipschitz_audit.hpp"
+#include "experiments/lipschitz_audit_report.hpp"
 #include "nn/unet.hpp"
 #include "tests/oracle_fixtures.hpp"
 #include "tests/temp_dir.hpp"
@@ -29,6 +30,7 @@
 namespace fs = std::filesystem;
 using namespace dpm;
 using namespace dpm::diffusion;
+using namespace dpm::experiments;
 using dpm::testing::TempDir;
 
 namespace {
@@ -398,14 +400,15 @@ TEST_CASE(
 TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds", "[audit]") {
   const Schedule schedule = Schedule::paper_linear(20);
   Rng rng(51);
-  AuditSettings settings;
-  settings.steps = {1, 3, 10, 20};
-  settings.snr_db = {0, 10};
+  AuditPlan settings;
+  settings.t_grid = "1,3,10,20";
+  settings.snr = "0,10";
   settings.samples = 5;
   settings.denoiser_samples = 2;
   settings.oracle_samples = 64;
-  settings.norms.tolerance = 1e-4;
+  settings.tolerance = 1e-4;
   settings.seed = 3;
+  report::NullProgress quiet;
 
   SECTION("residual MLP on a GMM, with the exact maps") {
     const int64_t n = 6;
@@ -413,10 +416,17 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
     GmmOracle oracle(dpm::testing::random_mixture(rng, n, 3, 1.0), schedule);
     datasets::Gmm prior = oracle.prior();
     const AuditInputs inputs{&network, Shape{n}, prior.sample(32, rng), "GMM draws", &oracle};
-    int64_t reports = 0;
-    const LipschitzAudit audit = run_lipschitz_audit(
-        inputs, settings, [&](int64_t, int64_t, const std::string&) { ++reports; });
-    CHECK(reports > 0);
+    // The progress counts the plan's units: the layer norms, each step of the grid, each SNR.
+    struct Counting final : report::Progress {
+      int64_t total = -1, advanced = 0;
+      void begin(int64_t units) override { total = units; }
+      void advance(const std::string&) override { ++advanced; }
+    } progress;
+    const LipschitzAudit audit = run_lipschitz_audit(settings, inputs, progress);
+    const std::vector<AuditUnit> units = settings.units(schedule);
+    CHECK(progress.total == static_cast<int64_t>(units.size()));
+    CHECK(progress.advanced == progress.total);
+    CHECK(units.size() == 1 + audit.steps.size() + audit.denoisers.size());
     REQUIRE(audit.certified.available);
     // The grid holds the steps and every SNR's start step.
     std::vector<int64_t> audited;
@@ -446,32 +456,32 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
       CHECK(d.oracle_forward_ratio.max <= 1 + 1e-6);
       CHECK(d.oracle_forward_ratio_min > 0);
     }
-    const nlohmann::json json = audit.to_json();
+    const nlohmann::json json = report::audit_json(audit);
     CHECK(json.at("steps").size() == audit.steps.size());
     CHECK(json.at("legend").contains("certified"));
     CHECK(json.at("certified").at("eps_by_t").size() == 20);
     // Krylov norms of the whole denoiser: the subspace fills R^6 within 6 iterations, so the
     // method finds D*'s exact norm (up to the finite differences).
-    AuditSettings krylov = settings;
-    krylov.steps = {};
+    AuditPlan krylov = settings;
+    krylov.t_grid = "1";
     krylov.denoiser_method = DenoiserMethod::krylov;
-    krylov.denoiser_iterations = static_cast<int>(n);
-    for (const DenoiserAudit& d : run_lipschitz_audit(inputs, krylov).denoisers) {
+    krylov.denoiser_iterations = n;
+    for (const DenoiserAudit& d : run_lipschitz_audit(krylov, inputs, quiet).denoisers) {
       INFO("Krylov, SNR " << d.snr_db << " dB");
       CHECK(d.oracle_forward_ratio_min == Approx(1).epsilon(1e-5));
       CHECK(d.oracle_forward_ratio.max == Approx(1).epsilon(1e-5));
       CHECK(std::log10(d.empirical.max) <= d.log10_certified);
     }
-    const std::string markdown = audit.markdown();
-    CHECK_THAT(markdown, Catch::Contains("## The exact stepwise CME") &&
-                             Catch::Contains("|---:|") && Catch::Contains("log-concave"));
-    CHECK_THAT(audit.text_table(), Catch::Contains("Mean-forwarding denoiser"));
+    const std::string markdown = report::audit_markdown(audit);
+    CHECK_THAT(markdown, Catch::Contains("## The exact stepwise CME") && Catch::Contains("|---|") &&
+                             Catch::Contains("log-concave"));
+    CHECK_THAT(report::audit_text(audit), Catch::Contains("Mean-forwarding denoiser"));
   }
 
   SECTION("U-Net without a GMM") {
     NetworkPredictor network(small_unet(6), schedule);
     const AuditInputs inputs{&network, Shape{1, 8}, randn({16, 1, 8}, rng), "N(0, I)", nullptr};
-    const LipschitzAudit audit = run_lipschitz_audit(inputs, settings);
+    const LipschitzAudit audit = run_lipschitz_audit(settings, inputs, quiet);
     REQUIRE(audit.certified.available);
     for (const StepAudit& s : audit.steps) {
       INFO("t = " << s.t);
@@ -483,6 +493,79 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
     for (const DenoiserAudit& d : audit.denoisers)
       CHECK(std::log10(d.empirical.max) <= d.log10_certified);
   }
+}
+
+// The PlanError `fn` throws names `field`.
+template <typename F>
+void check_plan_error(const std::string& field, F&& fn) {
+  INFO("field " << field);
+  try {
+    fn();
+    FAIL("no PlanError");
+  } catch (const PlanError& e) {
+    CHECK(e.field() == field);
+  }
+}
+
+TEST_CASE("audit plan: JSON round trip, validation naming the field, its units", "[audit][plan]") {
+  AuditPlan plan;
+  plan.checkpoint = "runs/train/best.safetensors";
+  plan.t_grid = "1,10,100";
+  plan.snr = "-10:10:5";
+  plan.start = AuditStart::t_hat_minus_1;
+  plan.samples = 8;
+  plan.denoiser_samples = 2;
+  plan.tolerance = 1e-4;
+  plan.denoiser_method = DenoiserMethod::krylov;
+  plan.seed = 12;
+  const nlohmann::json json = to_json(plan);
+  CHECK(json.at("start") == "t_hat-1");
+  CHECK(json.at("denoiser_method") == "krylov");
+  CHECK(json.at("snr") == "-10:10:5");
+  const AuditPlan back = audit_plan_from_json(json);
+  CHECK(to_json(back) == json);
+  CHECK(back.start == AuditStart::t_hat_minus_1);
+  CHECK(back.snr_db() == std::vector<double>{-10, -5, 0, 5, 10});
+  CHECK(back.steps(100) == std::vector<int64_t>{1, 10, 100});
+  CHECK(to_json(audit_plan_from_json(nlohmann::json::object())) == to_json(AuditPlan{}));
+
+  check_plan_error("t_grid", [&] { audit_plan_from_json({{"t_grid", "0,5"}}); });
+  check_plan_error("t_grid", [&] { audit_plan_from_json({{"t_grid", "every"}}); });
+  check_plan_error("t_grid", [&] { plan.steps(50); });  // 100 is beyond T = 50
+  check_plan_error("snr", [&] { audit_plan_from_json({{"snr", "loud"}}); });
+  check_plan_error("start", [&] { audit_plan_from_json({{"start", "t_hat+1"}}); });
+  check_plan_error("denoiser_samples", [&] {
+    audit_plan_from_json({{"samples", 2}, {"denoiser_samples", 3}});
+  });
+  check_plan_error("max_iterations", [&] { audit_plan_from_json({{"max_iterations", 2}}); });
+  check_plan_error("tolerance", [&] { audit_plan_from_json({{"tolerance", 2.0}}); });
+  check_plan_error("oracle_samples", [&] { audit_plan_from_json({{"oracle_samples", 0}}); });
+  check_plan_error("steps", [&] { audit_plan_from_json({{"steps", "1,2"}}); });  // unknown
+  check_plan_error("checkpoint", [&] { load_audit_data(AuditPlan{}); });
+
+  // The units: the layer norms, the auto grid for T = 20 (1, 2, 5, 10, 20) with each SNR's start
+  // step added, one per SNR.
+  AuditPlan grid;
+  grid.snr = "0,10";
+  const Schedule schedule = Schedule::paper_linear(20);
+  const std::vector<AuditUnit> units = grid.units(schedule);
+  std::vector<int64_t> steps;
+  int64_t certify = 0, denoisers = 0;
+  for (const AuditUnit& unit : units) {
+    if (unit.kind == AuditUnit::Kind::certify) ++certify;
+    if (unit.kind == AuditUnit::Kind::step) steps.push_back(unit.t);
+    if (unit.kind == AuditUnit::Kind::denoiser) ++denoisers;
+  }
+  CHECK(certify == 1);
+  CHECK(denoisers == 2);
+  std::vector<int64_t> expected = {1, 2, 5, 10, 20};
+  for (double snr_db : {0.0, 10.0}) {
+    const int64_t start = schedule.nearest_step(std::pow(10.0, snr_db / 10));
+    if (std::find(expected.begin(), expected.end(), start) == expected.end())
+      expected.push_back(start);
+  }
+  std::sort(expected.begin(), expected.end());
+  CHECK(steps == expected);
 }
 
 TEST_CASE("dpmlab audit runs end to end on a tiny checkpoint", "[audit][cli]") {
