@@ -568,6 +568,47 @@ TEST_CASE("audit plan: JSON round trip, validation naming the field, its units",
   CHECK(steps == expected);
 }
 
+TEST_CASE("audit report: the summary first, a vacuous certified bound as a power of ten",
+          "[audit][report]") {
+  LipschitzAudit audit;
+  audit.plan.snr = "0";
+  audit.requested_steps = {1};
+  audit.network = {{"arch", "mlp"}};
+  audit.target = "eps";
+  audit.schedule = {{"T", 1}};
+  audit.cme_lower_by_t = {0.0};
+  audit.cme_log_concave_by_t = {1.0};
+  audit.sample_shape = Shape{2};
+  audit.certified.available = true;
+  audit.certified.eps = audit.certified.mean = {0.0, 10.0};
+  StepAudit step;
+  step.t = 1;
+  step.certified_eps = step.certified_mean = 10;
+  step.empirical_eps = step.empirical_mean = PointStatistics::of({2.0, 1.0});
+  step.cme_log_concave_upper = 1;
+  audit.steps = {step};
+  DenoiserAudit denoiser;
+  denoiser.empirical = PointStatistics::of({0.5});
+  denoiser.log10_certified = 1510.9;
+  denoiser.start_step = 1;
+  denoiser.scale = 0.5;
+  audit.denoisers = {denoiser};
+
+  const std::string markdown = report::audit_markdown(audit);
+  CHECK_THAT(markdown, Catch::Contains("> 1e300 (10^1510.9)") && !Catch::Contains("e+1510"));
+  // The summary: the network reaches 2 / 10 of its certified bound; no exact values.
+  const size_t summary = markdown.find("Empirical / certified");
+  REQUIRE(summary != std::string::npos);
+  CHECK_THAT(markdown.substr(summary, 200), Catch::Contains("eps_theta 0.2 (loosest at t = 1)"));
+  CHECK(summary < markdown.find("## The network at each step"));
+  CHECK_THAT(markdown, Catch::Contains("Exact values: none"));
+  // The legend is written once, for both: every JSON legend entry is in the markdown.
+  const nlohmann::json legend = report::audit_json(audit).at("legend");
+  REQUIRE(legend.size() == 10);
+  for (const auto& [kind, text] : legend.items())
+    CHECK_THAT(markdown, Catch::Contains("**" + kind + "**: " + text.get<std::string>()));
+}
+
 TEST_CASE("dpmlab audit runs end to end on a tiny checkpoint", "[audit][cli]") {
   const fs::path dpmlab =
       fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "apps" / "dpmlab";
