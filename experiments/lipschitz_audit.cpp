@@ -406,11 +406,7 @@ std::vector<double> AuditPlan::snr_db() const {
   return naming("snr", [&] { return parse_number_list(snr); });
 }
 
-nlohmann::json to_json(const AuditPlan& plan) {
-  return plan_to_json(plan);
-}
-
-AuditPlan audit_plan_from_json(const nlohmann::json& json) {
+AuditPlan AuditPlan::from_json(const nlohmann::json& json) {
   const AuditPlan plan = plan_from_json<AuditPlan>(json);
   plan.validate();
   return plan;
@@ -525,6 +521,11 @@ LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
   progress.finish();
   audit.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return audit;
+}
+
+LipschitzAudit run(const AuditPlan& plan, report::Progress& progress) {
+  const std::unique_ptr<AuditData> data = load_audit_data(plan);
+  return run_lipschitz_audit(plan, data->inputs, progress);
 }
 
 }  // namespace dpm::experiments

@@ -16,8 +16,8 @@
 // observations y = x_0 + n, n ~ N(0, I / snr). Everything is seeded by AuditPlan::seed.
 //
 // The recipe of docs/design.md, "The experiments layer": AuditPlan (validated, JSON round trip),
-// load_audit_data (the plan's checkpoint, GMM and clean samples), AuditPlan::units (the work the
-// run executes), run_lipschitz_audit, and report::write_audit (lipschitz_audit_report.hpp).
+// AuditPlan::units (the work the run executes), run(plan, progress) (load_audit_data, then
+// run_lipschitz_audit on a network of the caller's) and report::write (lipschitz_audit_report.hpp).
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -105,6 +105,8 @@ struct AuditPlan {
   // Throws PlanError naming the field. The checkpoint is not required here (library callers
   // bring their own network); load_audit_data requires it.
   void validate() const;
+  nlohmann::json to_json() const { return plan_to_json(*this); }
+  static AuditPlan from_json(const nlohmann::json& json);  // validated
 
   // The t grid for a schedule of T steps; a step outside 1..T is a PlanError naming t_grid.
   std::vector<int64_t> steps(int64_t T) const;
@@ -115,9 +117,6 @@ struct AuditPlan {
   // Of the layer norms behind the certified bounds.
   static constexpr double kLayerTolerance = 1e-6;
 };
-
-nlohmann::json to_json(const AuditPlan& plan);
-AuditPlan audit_plan_from_json(const nlohmann::json& json);  // validated
 
 struct AuditInputs {
   diffusion::NetworkPredictor* network = nullptr;
@@ -211,5 +210,7 @@ struct LipschitzAudit {
 // Runs plan.units(schedule) in order: progress.begin(their number), one advance each.
 LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& inputs,
                                    report::Progress& progress);
+// The audit of the plan's checkpoint on its data (load_audit_data).
+LipschitzAudit run(const AuditPlan& plan, report::Progress& progress);
 
 }  // namespace dpm::experiments

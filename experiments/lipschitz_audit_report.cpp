@@ -486,14 +486,6 @@ std::string audit_markdown(const LipschitzAudit& a) {
   return out.str();
 }
 
-std::string audit_text(const LipschitzAudit& a) {
-  std::string summary = "Lipschitz audit:\n";
-  for (const std::string& line : summary_lines(a)) summary += "  " + line + "\n";
-  return summary + "\nNetwork (eps_theta, mu_theta) per step, max / mean over points:\n" +
-         network_table(a).text() + "\nExact stepwise CME vs hyperparameter bounds:\n" +
-         cme_table(a).text() + "\nMean-forwarding denoiser:\n" + denoiser_table(a).text();
-}
-
 Written write(const LipschitzAudit& audit, const fs::path& out_dir, const std::string& command) {
   Written written;
   written.markdown = audit_markdown(audit);

@@ -1,7 +1,7 @@
 #pragma once
 // The report of the Lipschitz audit (lipschitz_audit.hpp): a summary of the figures that matter,
 // then three tables (the network per step, the exact stepwise CME against the hyperparameter
-// bounds, the denoiser per SNR), as markdown (audit.md) and aligned text (a terminal); audit.json
+// bounds, the denoiser per SNR), in audit.md (which the command prints); audit.json
 // with every number and its kind in a legend; four plots of a few curves each.
 #include <filesystem>
 #include <string>
@@ -17,8 +17,6 @@ namespace dpm::experiments::report {
 // "legend"; NaN and infinity are written as null.
 nlohmann::json audit_json(const LipschitzAudit& audit);
 std::string audit_markdown(const LipschitzAudit& audit);
-// The summary and the tables in plain text.
-std::string audit_text(const LipschitzAudit& audit);
 
 // Writes DIR/audit.md, DIR/audit.json, the plot data and scripts, and renders the plots (a
 // missing gnuplot is a warning of `command`).
@@ -26,3 +24,9 @@ Written write(const LipschitzAudit& audit, const std::filesystem::path& out_dir,
               const std::string& command = "audit");
 
 }  // namespace dpm::experiments::report
+
+namespace dpm::experiments {
+// So that write(audit, dir) finds the report writer by the results' namespace (as
+// apps/experiment_command.hpp calls it for any experiment).
+using report::write;
+}  // namespace dpm::experiments
