@@ -93,6 +93,7 @@ class FlagTable {
     if constexpr (std::is_same_v<T, double>) return "NUMBER";
     if constexpr (std::is_same_v<T, std::vector<double>>) return "NUMBERS";
     if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "INTS";
+    if constexpr (std::is_same_v<T, experiments::IntegerListOrAuto>) return "auto|INTS";
     if constexpr (experiments::Choice<T>) return names<T>();
     if constexpr (requires { typename T::value_type; })
       if constexpr (experiments::Choice<typename T::value_type>)

@@ -160,7 +160,7 @@ void validate_inputs(const AuditInputs& in, const AuditPlan& plan) {
 // Each SNR's matched and start step and input scaling; the measurements come later.
 std::vector<DenoiserAudit> denoiser_setups(const AuditPlan& plan, const Schedule& schedule) {
   std::vector<DenoiserAudit> denoisers;
-  for (double snr_db : plan.snr_db()) {
+  for (double snr_db : plan.snr) {
     DenoiserAudit d;
     d.snr_db = snr_db;
     d.snr = std::pow(10.0, snr_db / 10.0);
@@ -374,10 +374,9 @@ void audit_clean_samples(const AuditPlan& plan, const std::string& data_spec,
 }  // namespace
 
 void AuditPlan::validate() const {
-  if (t_grid != "auto")  // steps(T) checks the grid against T
-    for (int64_t t : naming("t_grid", [&] { return parse_integer_list(t_grid); }))
-      if (t < 1) throw PlanError("t_grid", "'" + std::to_string(t) + "' is not a step (1..T)");
-  naming("snr", [&] { return require_list("snr", snr_db()); });
+  for (int64_t t : t_grid.values)  // steps(T) checks the grid against T
+    if (t < 1) throw PlanError("t_grid", "'" + std::to_string(t) + "' is not a step (1..T)");
+  require_list("snr", snr);
   require_range("samples", samples, 1, 1024);
   require_range("denoiser_samples", denoiser_samples, 1, 1024);
   if (denoiser_samples > samples) throw PlanError("denoiser_samples", "must not exceed samples");
@@ -389,10 +388,9 @@ void AuditPlan::validate() const {
 }
 
 std::vector<int64_t> AuditPlan::steps(int64_t T) const {
-  if (t_grid != "auto") {
-    const std::vector<int64_t> grid = naming("t_grid", [&] { return parse_integer_list(t_grid); });
-    require_list("t_grid", grid, 1, T);
-    return grid;
+  if (!t_grid.is_auto()) {
+    require_list("t_grid", t_grid.values, 1, T);
+    return t_grid.values;
   }
   std::vector<int64_t> grid;
   for (int64_t decade = 1; decade < T; decade *= 10)
@@ -400,10 +398,6 @@ std::vector<int64_t> AuditPlan::steps(int64_t T) const {
       if (m * decade < T) grid.push_back(m * decade);
   grid.push_back(T);
   return grid;
-}
-
-std::vector<double> AuditPlan::snr_db() const {
-  return naming("snr", [&] { return parse_number_list(snr); });
 }
 
 AuditPlan AuditPlan::from_json(const nlohmann::json& json) {

@@ -63,7 +63,7 @@ struct Choices<DenoiserMethod> {
 struct AuditUnit {
   enum class Kind { certify, step, denoiser } kind = Kind::certify;
   int64_t t = 0;        // step: the step; denoiser: its start step
-  size_t denoiser = 0;  // denoiser: the index of its SNR in plan.snr_db()
+  size_t denoiser = 0;  // denoiser: the index of its SNR in plan.snr
   std::string stage;    // what it measures, in words
 };
 
@@ -71,10 +71,8 @@ struct AuditPlan {
   std::string checkpoint;  // a checkpoint of `dpmlab train`
   std::string gmm;         // the data's GMM; "": the training data directory's, if there
   std::string data;  // clean samples FILE[:tensor]; "": the training data's, GMM draws, N(0, I)
-  // The grid and the SNRs keep the text a user typed ("auto" needs T; "-20:30:10"), so a run's
-  // config.used.json reads as its command line; steps() and snr_db() are the typed values.
-  std::string t_grid = "auto";  // "auto" (1, 2, 5, 10, 20, ... below T, then T) or "1,10,100"
-  std::string snr = "-20:30:10";
+  IntegerListOrAuto t_grid;  // the steps; auto: 1, 2, 5, 10, 20, ... below T, then T (steps(T))
+  std::vector<double> snr{-20, -10, 0, 10, 20, 30};  // of the denoiser, in dB
   AuditStart start = AuditStart::t_hat;
   int64_t samples = 16;             // points per step for eps and mu; observations for D*
   int64_t denoiser_samples = 4;     // observations for the network's whole denoiser (<= samples)
@@ -110,7 +108,6 @@ struct AuditPlan {
 
   // The t grid for a schedule of T steps; a step outside 1..T is a PlanError naming t_grid.
   std::vector<int64_t> steps(int64_t T) const;
-  std::vector<double> snr_db() const;
   // What run_lipschitz_audit executes, in order, for a network with this schedule; the progress
   // total is its size.
   std::vector<AuditUnit> units(const diffusion::Schedule& schedule) const;

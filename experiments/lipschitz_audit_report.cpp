@@ -139,7 +139,7 @@ nlohmann::json certified_json(const diffusion::CertifiedBounds& certified) {
 nlohmann::json settings_json(const LipschitzAudit& a) {
   const AuditPlan& plan = a.plan;
   return {{"steps", a.requested_steps},
-          {"snr_db", plan.snr_db()},
+          {"snr_db", plan.snr},
           {"samples", plan.samples},
           {"denoiser_samples", plan.denoiser_samples},
           {"oracle_samples", plan.oracle_samples},

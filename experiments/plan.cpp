@@ -129,6 +129,10 @@ void field_from_text(const std::string& text, std::vector<int64_t>& value) {
   value = parse_integer_list(text);
 }
 
+void field_from_text(const std::string& text, IntegerListOrAuto& value) {
+  value.values = text == "auto" ? std::vector<int64_t>{} : parse_integer_list(text);
+}
+
 std::string field_text(const std::string& value) {
   return value;
 }
@@ -167,6 +171,14 @@ std::string field_text(const std::vector<int64_t>& value) {
     text += std::to_string(v);
   }
   return text;
+}
+
+std::string field_text(const IntegerListOrAuto& value) {
+  return value.is_auto() ? "auto" : field_text(value.values);
+}
+
+nlohmann::json field_json(const IntegerListOrAuto& value) {
+  return value.is_auto() ? nlohmann::json("auto") : nlohmann::json(value.values);
 }
 
 void read_field(const nlohmann::json& json, const std::string& field, std::string& value) {
@@ -216,6 +228,14 @@ void read_field(const nlohmann::json& json, const std::string& field, std::vecto
     values.push_back(item.get<int64_t>());
   }
   value = std::move(values);
+}
+
+void read_field(const nlohmann::json& json, const std::string& field, IntegerListOrAuto& value) {
+  if (json.is_string())
+    return reading(field, [&] { field_from_text(json.get<std::string>(), value); });
+  if (!json.is_array())
+    wrong_type(field, "\"auto\", an array of integers or a list like \"1,2,4\"", json);
+  read_field(json, field, value.values);
 }
 
 void require_range(const std::string& field, int64_t value, int64_t min_value, int64_t max_value) {

@@ -17,7 +17,8 @@
 // plan_to_json / plan_from_json are the JSON round trip over fields(); field_from_text reads a
 // field from the text a user types ("-20:30:5"), field_text writes it back for a help text.
 // Field types: bool, int64_t, uint64_t, double, std::string, std::vector<double>,
-// std::vector<int64_t>, an enum with Choices<E> (below) and a std::vector of one.
+// std::vector<int64_t>, IntegerListOrAuto, an enum with Choices<E> (below) and a std::vector of
+// one.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -90,6 +91,13 @@ std::vector<double> parse_number_list(const std::string& text);
 // A comma-separated list "1,2,4" of integers.
 std::vector<int64_t> parse_integer_list(const std::string& text);
 
+// A list of integers the experiment may choose itself: "auto" (values empty) or "1,10,100".
+struct IntegerListOrAuto {
+  std::vector<int64_t> values;  // empty: auto
+  bool is_auto() const { return values.empty(); }
+  bool operator==(const IntegerListOrAuto&) const = default;
+};
+
 // A field from a user's text; throws std::invalid_argument saying what was expected.
 void field_from_text(const std::string& text, std::string& value);
 void field_from_text(const std::string& text, bool& value);
@@ -98,6 +106,7 @@ void field_from_text(const std::string& text, uint64_t& value);
 void field_from_text(const std::string& text, double& value);
 void field_from_text(const std::string& text, std::vector<double>& value);
 void field_from_text(const std::string& text, std::vector<int64_t>& value);
+void field_from_text(const std::string& text, IntegerListOrAuto& value);
 template <Choice E>
 void field_from_text(const std::string& text, E& value) {
   value = parse_choice<E>(text);
@@ -127,6 +136,7 @@ std::string field_text(uint64_t value);
 std::string field_text(double value);
 std::string field_text(const std::vector<double>& value);
 std::string field_text(const std::vector<int64_t>& value);
+std::string field_text(const IntegerListOrAuto& value);
 template <Choice E>
 std::string field_text(E value) {
   return choice_name(value);
@@ -142,8 +152,8 @@ std::string field_text(const std::vector<E>& value) {
 }
 
 // A field as JSON, and back: a number list is an array (its text form, "-20:30:5", is read too),
-// an enum its name, a list of them an array of names (or "a,b"). Reading throws PlanError naming
-// `field`.
+// IntegerListOrAuto "auto" or an array, an enum its name, a list of them an array of names (or
+// "a,b"). Reading throws PlanError naming `field`.
 template <typename T>
 nlohmann::json field_json(const T& value) {
   if constexpr (Choice<T>) {
@@ -161,6 +171,8 @@ nlohmann::json field_json(const T& value) {
   }
 }
 
+nlohmann::json field_json(const IntegerListOrAuto& value);
+
 void read_field(const nlohmann::json& json, const std::string& field, std::string& value);
 void read_field(const nlohmann::json& json, const std::string& field, bool& value);
 void read_field(const nlohmann::json& json, const std::string& field, int64_t& value);
@@ -168,6 +180,7 @@ void read_field(const nlohmann::json& json, const std::string& field, uint64_t& 
 void read_field(const nlohmann::json& json, const std::string& field, double& value);
 void read_field(const nlohmann::json& json, const std::string& field, std::vector<double>& value);
 void read_field(const nlohmann::json& json, const std::string& field, std::vector<int64_t>& value);
+void read_field(const nlohmann::json& json, const std::string& field, IntegerListOrAuto& value);
 
 // A string read with field_from_text (an enum's name, "a,b" for a list), else an array of names.
 template <typename T>

@@ -401,8 +401,8 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
   const Schedule schedule = Schedule::paper_linear(20);
   Rng rng(51);
   AuditPlan settings;
-  settings.t_grid = "1,3,10,20";
-  settings.snr = "0,10";
+  settings.t_grid = {{1, 3, 10, 20}};
+  settings.snr = {0, 10};
   settings.samples = 5;
   settings.denoiser_samples = 2;
   settings.oracle_samples = 64;
@@ -463,7 +463,7 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
     // Krylov norms of the whole denoiser: the subspace fills R^6 within 6 iterations, so the
     // method finds D*'s exact norm (up to the finite differences).
     AuditPlan krylov = settings;
-    krylov.t_grid = "1";
+    krylov.t_grid = {{1}};
     krylov.denoiser_method = DenoiserMethod::krylov;
     krylov.denoiser_iterations = n;
     for (const DenoiserAudit& d : run_lipschitz_audit(krylov, inputs, quiet).denoisers) {
@@ -509,8 +509,8 @@ void check_plan_error(const std::string& field, F&& fn) {
 TEST_CASE("audit plan: JSON round trip, validation naming the field, its units", "[audit][plan]") {
   AuditPlan plan;
   plan.checkpoint = "runs/train/best.safetensors";
-  plan.t_grid = "1,10,100";
-  plan.snr = "-10:10:5";
+  plan.t_grid = {{1, 10, 100}};
+  plan.snr = {-10, -5, 0, 5, 10};
   plan.start = AuditStart::t_hat_minus_1;
   plan.samples = 8;
   plan.denoiser_samples = 2;
@@ -520,13 +520,20 @@ TEST_CASE("audit plan: JSON round trip, validation naming the field, its units",
   const nlohmann::json json = plan.to_json();
   CHECK(json.at("start") == "t_hat-1");
   CHECK(json.at("denoiser_method") == "krylov");
-  CHECK(json.at("snr") == "-10:10:5");
+  CHECK(json.at("snr") == nlohmann::json::array({-10.0, -5.0, 0.0, 5.0, 10.0}));
+  CHECK(json.at("t_grid") == nlohmann::json::array({1, 10, 100}));
   const AuditPlan back = AuditPlan::from_json(json);
   CHECK(back.to_json() == json);
   CHECK(back.start == AuditStart::t_hat_minus_1);
-  CHECK(back.snr_db() == std::vector<double>{-10, -5, 0, 5, 10});
   CHECK(back.steps(100) == std::vector<int64_t>{1, 10, 100});
   CHECK(AuditPlan::from_json(nlohmann::json::object()).to_json() == AuditPlan{}.to_json());
+  CHECK(AuditPlan{}.to_json().at("t_grid") == "auto");
+  // The text forms of older config files read as the typed lists.
+  const AuditPlan texts =
+      AuditPlan::from_json({{"t_grid", "1,10,100"}, {"snr", "-10:10:5"}, {"start", "t_hat-1"}});
+  CHECK(texts.t_grid == back.t_grid);
+  CHECK(texts.snr == back.snr);
+  CHECK(AuditPlan::from_json({{"t_grid", "auto"}}).t_grid.is_auto());
 
   check_plan_error("t_grid", [&] { AuditPlan::from_json({{"t_grid", "0,5"}}); });
   check_plan_error("t_grid", [&] { AuditPlan::from_json({{"t_grid", "every"}}); });
@@ -545,7 +552,7 @@ TEST_CASE("audit plan: JSON round trip, validation naming the field, its units",
   // The units: the layer norms, the auto grid for T = 20 (1, 2, 5, 10, 20) with each SNR's start
   // step added, one per SNR.
   AuditPlan grid;
-  grid.snr = "0,10";
+  grid.snr = {0, 10};
   const Schedule schedule = Schedule::paper_linear(20);
   const std::vector<AuditUnit> units = grid.units(schedule);
   std::vector<int64_t> steps;
@@ -570,7 +577,7 @@ TEST_CASE("audit plan: JSON round trip, validation naming the field, its units",
 TEST_CASE("audit report: the summary first, a vacuous certified bound as a power of ten",
           "[audit][report]") {
   LipschitzAudit audit;
-  audit.plan.snr = "0";
+  audit.plan.snr = {0};
   audit.requested_steps = {1};
   audit.network = {{"arch", "mlp"}};
   audit.target = "eps";

@@ -177,6 +177,29 @@ TEST_CASE("plan fields: JSON round trip, the text forms, errors naming the field
                     "flavour: expected plain or salted, got 'sweet'");
 }
 
+TEST_CASE("plan fields: an integer list or auto", "[experiments][plan]") {
+  ex::IntegerListOrAuto steps;
+  CHECK(ex::field_text(steps) == "auto");
+  CHECK(ex::field_json(steps) == "auto");
+  ex::field_from_text("1,10,100", steps);
+  CHECK(steps.values == std::vector<int64_t>{1, 10, 100});
+  CHECK(ex::field_text(steps) == "1,10,100");
+  CHECK(ex::field_json(steps) == nlohmann::json::array({1, 10, 100}));
+  ex::field_from_text("auto", steps);
+  CHECK(steps.is_auto());
+
+  ex::read_field(nlohmann::json::array({2, 4}), "t_grid", steps);
+  CHECK(steps.values == std::vector<int64_t>{2, 4});
+  ex::read_field("auto", "t_grid", steps);
+  CHECK(steps.is_auto());
+  ex::read_field("3,5", "t_grid", steps);  // the text form of older config files
+  CHECK(steps.values == std::vector<int64_t>{3, 5});
+  CHECK_THROWS_WITH(ex::read_field("every", "t_grid", steps), "t_grid: 'every' is not an integer");
+  CHECK_THROWS_WITH(ex::read_field(5, "t_grid", steps),
+                    "t_grid: expected \"auto\", an array of integers or a list like \"1,2,4\", "
+                    "got 5");
+}
+
 TEST_CASE("flag table: --help, the command line over --config over the defaults",
           "[experiments][flags]") {
   dpm::testing::TempDir tmp("dpm_flag_table");
