@@ -406,7 +406,7 @@ AuditPlan AuditPlan::from_json(const nlohmann::json& json) {
   return plan;
 }
 
-std::unique_ptr<AuditData> load_audit_data(const AuditPlan& plan) {
+std::unique_ptr<AuditData> read_inputs(const AuditPlan& plan) {
   plan.validate();
   if (plan.checkpoint.empty()) throw PlanError("checkpoint", "is required");
   auto data = std::make_unique<AuditData>(diffusion::load_dpm_checkpoint(plan.checkpoint));
@@ -518,7 +518,7 @@ LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
 }
 
 LipschitzAudit run(const AuditPlan& plan, report::Progress& progress) {
-  const std::unique_ptr<AuditData> data = load_audit_data(plan);
+  const std::unique_ptr<AuditData> data = read_inputs(plan);
   return run_lipschitz_audit(plan, data->inputs, progress);
 }
 

@@ -16,7 +16,7 @@
 // observations y = x_0 + n, n ~ N(0, I / snr). Everything is seeded by AuditPlan::seed.
 //
 // The recipe of docs/design.md, "The experiments layer": AuditPlan (validated, JSON round trip),
-// AuditPlan::units (the work the run executes), run(plan, progress) (load_audit_data, then
+// AuditPlan::units (the work the run executes), run(plan, progress) (read_inputs, then
 // run_lipschitz_audit on a network of the caller's) and report::write (lipschitz_audit_report.hpp).
 #include <array>
 #include <cstdint>
@@ -101,7 +101,7 @@ struct AuditPlan {
     visit("seed", plan.seed);
   }
   // Throws PlanError naming the field. The checkpoint is not required here (library callers
-  // bring their own network); load_audit_data requires it.
+  // bring their own network); read_inputs requires it.
   void validate() const;
   nlohmann::json to_json() const { return plan_to_json(*this); }
   static AuditPlan from_json(const nlohmann::json& json);  // validated
@@ -123,7 +123,7 @@ struct AuditInputs {
   diffusion::GmmOracle* oracle = nullptr;  // the data's exact prior, when known
 };
 
-// What load_audit_data resolves from a plan and owns: the checkpoint's network, the data's GMM
+// What read_inputs resolves from a plan and owns: the checkpoint's network, the data's GMM
 // (the plan's, else the training data directory's) and its clean samples (the plan's, else the
 // training data's test split, else GMM draws, else N(0, I)).
 struct AuditData {
@@ -136,7 +136,7 @@ struct AuditData {
 };
 
 // Errors about the plan's files are PlanErrors naming checkpoint, gmm or data.
-std::unique_ptr<AuditData> load_audit_data(const AuditPlan& plan);
+std::unique_ptr<AuditData> read_inputs(const AuditPlan& plan);
 
 // Max and mean of per-point values.
 struct PointStatistics {
@@ -207,7 +207,7 @@ struct LipschitzAudit {
 // Runs plan.units(schedule) in order: progress.begin(their number), one advance each.
 LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& inputs,
                                    report::Progress& progress);
-// The audit of the plan's checkpoint on its data (load_audit_data).
+// The audit of the plan's checkpoint on its data (read_inputs).
 LipschitzAudit run(const AuditPlan& plan, report::Progress& progress);
 
 }  // namespace dpm::experiments

@@ -439,7 +439,7 @@ std::vector<Plot> audit_plots(const LipschitzAudit& a) {
 
 }  // namespace
 
-nlohmann::json audit_json(const LipschitzAudit& a) {
+nlohmann::json to_json(const LipschitzAudit& a) {
   nlohmann::json legend = nlohmann::json::object();
   for (const auto& [key, text] : kLegend) legend[key] = text;
   nlohmann::json steps = nlohmann::json::array();
@@ -460,7 +460,7 @@ nlohmann::json audit_json(const LipschitzAudit& a) {
           {"seconds", a.seconds}};
 }
 
-std::string audit_markdown(const LipschitzAudit& a) {
+std::string markdown(const LipschitzAudit& a) {
   std::ostringstream out;
   out << "# Lipschitz audit\n\n";
   for (const std::string& line : summary_lines(a)) out << "- " << line << "\n";
@@ -488,9 +488,9 @@ std::string audit_markdown(const LipschitzAudit& a) {
 
 Written write(const LipschitzAudit& audit, const fs::path& out_dir, const std::string& command) {
   Written written;
-  written.markdown = audit_markdown(audit);
+  written.markdown = markdown(audit);
   write_text(out_dir / "audit.md", written.markdown);
-  write_text(out_dir / "audit.json", audit_json(audit).dump(2) + "\n");
+  write_text(out_dir / "audit.json", to_json(audit).dump(2) + "\n");
   write_plot_data(audit, out_dir);
   written.files = {"audit.md", "audit.json"};
   written.plots = render_plots(audit_plots(audit), out_dir, command);

@@ -15,8 +15,8 @@ namespace dpm::experiments::report {
 
 // Every number with its kind (certified, empirical, exact, or valid under an assumption) in a
 // "legend"; NaN and infinity are written as null.
-nlohmann::json audit_json(const LipschitzAudit& audit);
-std::string audit_markdown(const LipschitzAudit& audit);
+nlohmann::json to_json(const LipschitzAudit& audit);
+std::string markdown(const LipschitzAudit& audit);
 
 // Writes DIR/audit.md, DIR/audit.json, the plot data and scripts, and renders the plots (a
 // missing gnuplot is a warning of `command`).

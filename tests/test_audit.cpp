@@ -456,7 +456,7 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
       CHECK(d.oracle_forward_ratio.max <= 1 + 1e-6);
       CHECK(d.oracle_forward_ratio_min > 0);
     }
-    const nlohmann::json json = report::audit_json(audit);
+    const nlohmann::json json = report::to_json(audit);
     CHECK(json.at("steps").size() == audit.steps.size());
     CHECK(json.at("legend").contains("certified"));
     CHECK(json.at("certified").at("eps_by_t").size() == 20);
@@ -472,7 +472,7 @@ TEST_CASE("audit: empirical lower bounds stay below the certified upper bounds",
       CHECK(d.oracle_forward_ratio.max == Approx(1).epsilon(1e-5));
       CHECK(std::log10(d.empirical.max) <= d.log10_certified);
     }
-    const std::string markdown = report::audit_markdown(audit);
+    const std::string markdown = report::markdown(audit);
     CHECK_THAT(markdown, Catch::Contains("## The exact stepwise CME") && Catch::Contains("|---|") &&
                              Catch::Contains("log-concave"));
   }
@@ -547,7 +547,7 @@ TEST_CASE("audit plan: JSON round trip, validation naming the field, its units",
   check_plan_error("tolerance", [&] { AuditPlan::from_json({{"tolerance", 2.0}}); });
   check_plan_error("oracle_samples", [&] { AuditPlan::from_json({{"oracle_samples", 0}}); });
   check_plan_error("steps", [&] { AuditPlan::from_json({{"steps", "1,2"}}); });  // unknown
-  check_plan_error("checkpoint", [&] { load_audit_data(AuditPlan{}); });
+  check_plan_error("checkpoint", [&] { read_inputs(AuditPlan{}); });
 
   // The units: the layer norms, the auto grid for T = 20 (1, 2, 5, 10, 20) with each SNR's start
   // step added, one per SNR.
@@ -600,7 +600,7 @@ TEST_CASE("audit report: the summary first, a vacuous certified bound as a power
   denoiser.scale = 0.5;
   audit.denoisers = {denoiser};
 
-  const std::string markdown = report::audit_markdown(audit);
+  const std::string markdown = report::markdown(audit);
   CHECK_THAT(markdown, Catch::Contains("> 1e300 (10^1510.9)") && !Catch::Contains("e+1510"));
   // The summary: the network reaches 2 / 10 of its certified bound; no exact values.
   const size_t summary = markdown.find("Empirical / certified");
@@ -609,7 +609,7 @@ TEST_CASE("audit report: the summary first, a vacuous certified bound as a power
   CHECK(summary < markdown.find("## The network at each step"));
   CHECK_THAT(markdown, Catch::Contains("Exact values: none"));
   // The legend is written once, for both: every JSON legend entry is in the markdown.
-  const nlohmann::json legend = report::audit_json(audit).at("legend");
+  const nlohmann::json legend = report::to_json(audit).at("legend");
   REQUIRE(legend.size() == 10);
   for (const auto& [kind, text] : legend.items())
     CHECK_THAT(markdown, Catch::Contains("**" + kind + "**: " + text.get<std::string>()));
