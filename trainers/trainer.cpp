@@ -11,8 +11,8 @@
 #include <stdexcept>
 
 #include "autograd/io/safetensors.hpp"
+#include "autograd/progress_line.hpp"
 #include "nn/checkpoint.hpp"
-#include "trainers/progress.hpp"
 
 namespace dpm::train {
 namespace {
