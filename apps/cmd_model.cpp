@@ -8,6 +8,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
+#include "apps/diffusion_flags.hpp"
 #include "apps/flag_config.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "nn/checkpoint.hpp"
@@ -173,8 +174,8 @@ void register_init_command(CLI::App* model) {
 
 struct ImportArgs {
   ArchArgs arch;
-  std::string state_dict, config_file, schedule, target, out;
-  int64_t T = 0;
+  DiffusionFlags diffusion;
+  std::string state_dict, config_file, out;
 };
 
 // The model, schedule and objective from --config (a `dpmlab train` config) or the defaults,
@@ -195,10 +196,7 @@ train::DpmTrainingConfig import_config(const ImportArgs& args, const ArchOptions
     });
   }
   if (arch.arch->count() > 0) config.model = build_model(args.arch).model->config();
-  if (flag_given(command, "--schedule")) config.schedule["kind"] = args.schedule;
-  if (flag_given(command, "--T")) config.schedule["T"] = args.T;
-  if (flag_given(command, "--target"))
-    config.objective.target = diffusion::parse_prediction_target(args.target);
+  apply_diffusion_flags(command, args.diffusion, config);
   return config;
 }
 
@@ -222,12 +220,8 @@ void register_import_command(CLI::App* model) {
                    "train config JSON whose model, schedule and objective are used")
       ->check(CLI::ExistingFile)
       ->excludes(options.arch);
-  import_command->add_option("--schedule", args->schedule, "noise schedule (default: paper_linear)")
-      ->check(CLI::IsMember({"paper_linear", "ddpm_linear", "cosine"}));
-  import_command->add_option("--T", args->T, "diffusion steps (default: 300)")
-      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
-  import_command->add_option("--target", args->target, "what the network predicts (default: eps)")
-      ->check(CLI::IsMember({"eps", "x0", "v"}));
+  add_diffusion_flags(import_command, args->diffusion,
+                      {" (default: 300)", " (default: paper_linear)", " (default: eps)"});
   import_command->add_option("--out", args->out, "dpmlab checkpoint to write")->required();
   import_command->callback([=] {
     if (options.arch->count() == 0 && args->config_file.empty())

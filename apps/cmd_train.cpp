@@ -12,6 +12,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
+#include "apps/diffusion_flags.hpp"
 #include "apps/flag_config.hpp"
 #include "autograd/progress_line.hpp"
 #include "datasets/data_files.hpp"
@@ -30,8 +31,9 @@ struct TrainArgs {
   CommonArgs common;
   std::string data, data_dir = datasets::kDefaultFashionMnistDir, color = "rgb";
   int64_t max_samples = 0;
-  std::string arch, schedule, target, loss, resume;
-  int64_t T = 0, batch = 0, epochs = 0, max_steps = 0, track_spectral = 0;
+  DiffusionFlags diffusion;
+  std::string arch, loss, resume;
+  int64_t batch = 0, epochs = 0, max_steps = 0, track_spectral = 0;
   double lr = 0, max_minutes = 0, ema = 0;
 };
 
@@ -126,11 +128,9 @@ train::DpmTrainingConfig build_config(const CLI::App* command, const TrainArgs& 
   });
   auto given = [&](const char* flag) { return flag_given(command, flag); };
   if (given("--arch")) config.model = {{"arch", args.arch}};
-  if (given("--T")) config.schedule["T"] = args.T;
-  if (given("--schedule")) config.schedule["kind"] = args.schedule;
+  apply_diffusion_flags(command, args.diffusion, config);
   as_usage_error(given("--schedule") ? "--schedule" : "--T",
                  [&] { return diffusion::Schedule::from_json(config.schedule); });
-  if (given("--target")) config.objective.target = diffusion::parse_prediction_target(args.target);
   if (given("--loss")) config.objective.loss = diffusion::parse_loss_kind(args.loss);
   as_usage_error("--loss", [&] {
     config.objective.validate();
@@ -276,12 +276,7 @@ void register_train_command(CLI::App& app) {
       ->capture_default_str();
   train->add_option("--arch", args->arch, "architecture (default: the config's, else mlp)")
       ->check(CLI::IsMember({"mlp", "unet1d", "unet2d"}));
-  train->add_option("--T", args->T, "diffusion steps")
-      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
-  train->add_option("--schedule", args->schedule, "noise schedule")
-      ->check(CLI::IsMember({"paper_linear", "ddpm_linear", "cosine"}));
-  train->add_option("--target", args->target, "what the network predicts")
-      ->check(CLI::IsMember({"eps", "x0", "v"}));
+  add_diffusion_flags(train, args->diffusion);
   train->add_option("--loss", args->loss, "training loss")
       ->check(CLI::IsMember({"simple", "vlb", "hybrid"}));
   train->add_option("--lr", args->lr, "learning rate (Adam)")->check(CLI::Range(1e-12, 10.0));
