@@ -462,9 +462,9 @@ nlohmann::json to_json(const LipschitzAudit& a) {
 
 std::string markdown(const LipschitzAudit& a) {
   std::ostringstream out;
-  out << "# Lipschitz audit\n\n";
+  out << "# Lipschitz audit\n\n## Summary\n\n";
   for (const std::string& line : summary_lines(a)) out << "- " << line << "\n";
-  out << "\nNetwork: `" << a.network.dump() << "` predicting " << a.target << "; schedule `"
+  out << "\n## What was measured\n\nNetwork: `" << a.network.dump() << "` predicting " << a.target << "; schedule `"
       << a.schedule.dump() << "`; samples of shape " << a.sample_shape.str() << ".\n"
       << "Points: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps with x_0 from " << a.points << "; "
       << a.plan.samples << " points per step, " << a.plan.denoiser_samples
