@@ -76,7 +76,8 @@ train() {
   touch "$dir/finished"
 }
 
-# report.md: the tables of the three stages and their plots, with the commands that made them.
+# report.md: a summary of the figures that matter, then the tables of the three stages and their
+# plots.
 write_report() {
   local run=$1 seconds=$2 report=$1/report.md
   {
@@ -85,6 +86,16 @@ write_report() {
     echo "Made by \`./scripts/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in ${seconds} s"
     echo "($(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
     echo "Every stage's exact configuration is in its directory's \`config.used.json\`."
+    echo
+    echo "## Summary"
+    echo
+    echo "**Training.** $(grep -E '^Best validation loss' "$run/train.log" || echo 'no training summary')"
+    echo
+    echo "**Denoising** (the full tables below):"
+    summary_of "$run/denoise-bench/denoise_bench.md"
+    echo
+    echo "**Lipschitz audit** (the full tables below):"
+    summary_of "$run/audit/audit.md"
     echo
     echo "## Data"
     echo
@@ -104,6 +115,11 @@ write_report() {
     embed_plots "$run" audit
   } >"$report.tmp"
   mv "$report.tmp" "$report"
+}
+
+# The body of a stage report's "## Summary" section (up to its next heading).
+summary_of() {
+  awk '/^## Summary/ { inside = 1; next } inside && /^#/ { exit } inside' "$1"
 }
 
 # The stages' markdown starts at level 1; inside the report its title becomes a level-2 heading.
