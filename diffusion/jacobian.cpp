@@ -76,6 +76,202 @@ class EvalScope {
   bool training_;
 };
 
+void check_settings(const JacobianNormSettings& settings) {
+  if (settings.tolerance < 0 || settings.min_iterations < 1 ||
+      settings.max_iterations < settings.min_iterations)
+    throw std::invalid_argument(
+        "jacobian_norms: need tolerance >= 0 and 1 <= min_iterations <= max_iterations, got " +
+        std::to_string(settings.tolerance) + ", " + std::to_string(settings.min_iterations) + ", " +
+        std::to_string(settings.max_iterations));
+}
+
+// The subspace of jacobian_norms: basis[k] [B, n] orthonormal per sample across k,
+// images[k] = J basis[k].
+struct KrylovSubspace {
+  std::vector<std::vector<double>> basis, images;
+
+  int64_t size() const { return static_cast<int64_t>(basis.size()); }
+};
+
+// What jacobian_norms keeps per map besides the norms it returns.
+struct MapProgress {
+  JacobianNorms norms;
+  std::vector<double> change;  // [B]: sigma's last relative change (infinite: none yet)
+  std::vector<double> left;    // [B, n]: the top left Ritz vector M v / ||M v|| at the direction
+};
+
+// Every map's progress before the first iteration: nothing measured, nothing converged.
+std::vector<MapProgress> start_progress(size_t maps, int64_t rows, int64_t n) {
+  const auto count = static_cast<size_t>(rows);
+  std::vector<MapProgress> progress(maps);
+  for (MapProgress& map : progress) {
+    map.norms.sigma.assign(count, 0.0);
+    map.norms.remaining_error.assign(count, kUnknown);
+    map.norms.converged.assign(count, 0);
+    map.norms.direction.assign(count * static_cast<size_t>(n), 0.0);
+    map.change.assign(count, kUnknown);
+    map.left.assign(count * static_cast<size_t>(n), 0.0);
+  }
+  return progress;
+}
+
+// The columns a V + b J V [k, n] of sample i (V its basis, k = subspace.size()).
+std::vector<double> mapped_basis(const AffineCombination& map, const KrylovSubspace& subspace,
+                                 int64_t i, int64_t n) {
+  const int64_t k = subspace.size();
+  std::vector<double> m(static_cast<size_t>(k * n));
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t e = 0; e < n; ++e)
+      m[c * n + e] = map.identity * subspace.basis[c][i * n + e] +
+                     map.jacobian * subspace.images[c][i * n + e];
+  return m;
+}
+
+// The Gram matrix [k, k] of the rows of m [k, n].
+std::vector<double> gram_matrix(const std::vector<double>& m, int64_t k, int64_t n) {
+  std::vector<double> gram(static_cast<size_t>(k * k));
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b <= a; ++b) {
+      double sum = 0.0;
+      for (int64_t e = 0; e < n; ++e) sum += m[a * n + e] * m[b * n + e];
+      gram[a * k + b] = gram[b * k + a] = sum;
+    }
+  return gram;
+}
+
+// The Ritz step of one map on sample i: returns sigma, the largest singular value of M V, and
+// writes direction V y [n] and left M V y / sigma [n], y its right singular vector.
+double top_ritz_pair(const AffineCombination& map, const KrylovSubspace& subspace, int64_t i,
+                     int64_t n, double* direction, double* left) {
+  const int64_t k = subspace.size();
+  const std::vector<double> m = mapped_basis(map, subspace, i, n);
+  std::vector<double> gram = gram_matrix(m, k, n);
+  std::vector<double> eigenvalues(static_cast<size_t>(k));
+  if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', static_cast<lapack_int>(k), gram.data(),
+                     static_cast<lapack_int>(k), eigenvalues.data()) != 0)
+    throw std::runtime_error("jacobian_norms: eigen-solve of a Ritz Gram matrix failed");
+  // The top eigenvector y is the last column.
+  const double sigma = std::sqrt(std::max(eigenvalues[k - 1], 0.0));
+  std::fill_n(direction, n, 0.0);
+  std::fill_n(left, n, 0.0);
+  for (int64_t c = 0; c < k; ++c) {
+    const double y = gram[c * k + (k - 1)];
+    for (int64_t e = 0; e < n; ++e) {
+      direction[e] += y * subspace.basis[c][i * n + e];
+      left[e] += y * m[c * n + e] / (sigma > 0 ? sigma : 1.0);
+    }
+  }
+  return sigma;
+}
+
+// Records sample i's sigma at `iteration`; returns whether the sample has converged on the map.
+bool record_sigma(MapProgress& map, int64_t i, double sigma, int iteration, double tolerance) {
+  JacobianNorms& norms = map.norms;
+  if (iteration > 1) {
+    const double previous = map.change[i];
+    map.change[i] = lipschitz::relative_change(norms.sigma[i], sigma);
+    // Once converged, the error estimate is kept: later changes are at the level of the
+    // finite-difference noise, whose ratios say nothing about convergence.
+    if (!norms.converged[i])
+      norms.remaining_error[i] = lipschitz::extrapolated_error(map.change[i], previous);
+  }
+  norms.sigma[i] = sigma;
+  norms.converged[i] = norms.remaining_error[i] <= tolerance;
+  return norms.converged[i];
+}
+
+// One iteration's Ritz step and bookkeeping for every map and sample; returns whether every
+// sample has converged on every map.
+bool update_norms(const std::vector<AffineCombination>& maps, const KrylovSubspace& subspace,
+                  int64_t rows, int64_t n, int iteration, double tolerance,
+                  std::vector<MapProgress>& progress) {
+  bool all_converged = true;
+  for (size_t j = 0; j < maps.size(); ++j) {
+    MapProgress& map = progress[j];
+    map.norms.iterations = iteration;
+    for (int64_t i = 0; i < rows; ++i) {
+      const double sigma = top_ritz_pair(
+          maps[j], subspace, i, n, map.norms.direction.data() + i * n, map.left.data() + i * n);
+      const bool converged = record_sigma(map, i, sigma, iteration, tolerance);
+      all_converged = all_converged && converged;
+    }
+  }
+  return all_converged;
+}
+
+// A full subspace makes the Ritz values exact: nothing is left to add.
+void mark_exact(std::vector<MapProgress>& progress) {
+  for (MapProgress& map : progress) {
+    std::fill(map.norms.remaining_error.begin(), map.norms.remaining_error.end(), 0.0);
+    std::fill(map.norms.converged.begin(), map.norms.converged.end(), 1);
+  }
+}
+
+// Per sample, the map whose left vector seeds the next direction: the next one in turn (starting
+// from this iteration's) that the sample has not converged on.
+std::vector<size_t> choose_maps(const std::vector<MapProgress>& progress, int iteration,
+                                int64_t rows) {
+  std::vector<size_t> chosen(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    size_t j = static_cast<size_t>(iteration) % progress.size();
+    for (size_t tried = 0; tried < progress.size() && progress[j].norms.converged[i]; ++tried)
+      j = (j + 1) % progress.size();
+    chosen[i] = j;
+  }
+  return chosen;
+}
+
+// Writes column [n] minus its projection on sample i's basis, scaled to unit norm, to out [n].
+// Gram-Schmidt is repeated twice; a column already inside the subspace (an invariant subspace:
+// the Ritz values are exact) is replaced by a random one.
+void orthonormalize(std::vector<double>& column, const KrylovSubspace& subspace, int64_t i,
+                    int64_t n, Rng& rng, double* out) {
+  const int64_t k = subspace.size();
+  for (int attempt = 0;; ++attempt) {
+    const double before = row_norm(column.data(), n);
+    for (int pass = 0; pass < 2; ++pass)
+      for (int64_t c = 0; c < k; ++c) {
+        const double* q = subspace.basis[c].data() + i * n;
+        double dot = 0.0;
+        for (int64_t e = 0; e < n; ++e) dot += q[e] * column[e];
+        for (int64_t e = 0; e < n; ++e) column[e] -= dot * q[e];
+      }
+    const double after = row_norm(column.data(), n);
+    if (after > 1e-8 * before && after > 0) {
+      for (int64_t e = 0; e < n; ++e) out[e] = column[e] / after;
+      return;
+    }
+    if (attempt > 8)
+      throw std::runtime_error("jacobian_norms: cannot extend the subspace of sample " +
+                               std::to_string(i));
+    for (double& x : column) x = rng.normal();
+  }
+}
+
+// The next basis vectors [B, n]: each sample grows its subspace by M^T u for one map (see
+// choose_maps), u that map's left vector, made orthonormal to the sample's basis.
+std::vector<double> next_directions(BatchJacobian& jacobian,
+                                    const std::vector<AffineCombination>& maps,
+                                    const std::vector<MapProgress>& progress,
+                                    const KrylovSubspace& subspace, int iteration, Rng& rng) {
+  const int64_t rows = jacobian.batch(), n = jacobian.dim();
+  const auto values = static_cast<size_t>(rows) * static_cast<size_t>(n);
+  const std::vector<size_t> chosen = choose_maps(progress, iteration, rows);
+  std::vector<double> seeds(values);
+  for (int64_t i = 0; i < rows; ++i)
+    std::copy_n(progress[chosen[i]].left.data() + i * n, n, seeds.data() + i * n);
+  const std::vector<double> pulled = jacobian.vjp(seeds);
+  std::vector<double> v(values, 0.0);
+  std::vector<double> column(static_cast<size_t>(n));
+  for (int64_t i = 0; i < rows; ++i) {
+    const AffineCombination& map = maps[chosen[i]];
+    for (int64_t e = 0; e < n; ++e)
+      column[e] = map.identity * seeds[i * n + e] + map.jacobian * pulled[i * n + e];
+    orthonormalize(column, subspace, i, n, rng, v.data() + i * n);
+  }
+  return v;
+}
+
 }  // namespace
 
 void BatchJacobian::check_vector(const std::vector<double>& v, const char* caller) const {
@@ -254,132 +450,29 @@ std::vector<JacobianNorms> jacobian_norms(BatchJacobian& jacobian,
                                           const std::vector<AffineCombination>& maps,
                                           const JacobianNormSettings& settings) {
   if (maps.empty()) throw std::invalid_argument("jacobian_norms: no maps to measure");
-  if (settings.tolerance < 0 || settings.min_iterations < 1 ||
-      settings.max_iterations < settings.min_iterations)
-    throw std::invalid_argument(
-        "jacobian_norms: need tolerance >= 0 and 1 <= min_iterations <= max_iterations, got " +
-        std::to_string(settings.tolerance) + ", " + std::to_string(settings.min_iterations) + ", " +
-        std::to_string(settings.max_iterations));
+  check_settings(settings);
   const int64_t rows = jacobian.batch(), n = jacobian.dim();
-  const auto count = static_cast<size_t>(rows);
-  std::vector<JacobianNorms> out(maps.size());
-  for (JacobianNorms& norms : out) {
-    norms.sigma.assign(count, 0.0);
-    norms.remaining_error.assign(count, kUnknown);
-    norms.converged.assign(count, 0);
-    norms.direction.assign(count * static_cast<size_t>(n), 0.0);
-  }
-  std::vector<std::vector<double>> change(maps.size(), std::vector<double>(count, kUnknown));
-  // Per map, the top left Ritz vector of every sample [B, n]: M v / ||M v|| at its direction.
-  std::vector<std::vector<double>> left(maps.size(), std::vector<double>(count * n, 0.0));
-  // The subspace: basis[k] [B, n] orthonormal per sample across k, images[k] = J basis[k].
-  std::vector<std::vector<double>> basis, images;
+  std::vector<MapProgress> progress = start_progress(maps.size(), rows, n);
+  KrylovSubspace subspace;
   Rng rng(settings.seed);
   std::vector<double> v = random_unit_rows(rows, n, rng.next_u64());
-  std::vector<double> column(static_cast<size_t>(n));
   for (int iteration = 1;; ++iteration) {
-    images.push_back(jacobian.jvp(v));
-    basis.push_back(std::move(v));
-    const auto k = static_cast<int64_t>(basis.size());
-    bool all_converged = true;
-    for (size_t j = 0; j < maps.size(); ++j) {
-      JacobianNorms& norms = out[j];
-      norms.iterations = iteration;
-      for (int64_t i = 0; i < rows; ++i) {
-        // The columns a V + b J V of this sample, [k, n], and their Gram matrix [k, k].
-        std::vector<double> m(static_cast<size_t>(k * n)), gram(static_cast<size_t>(k * k));
-        for (int64_t c = 0; c < k; ++c)
-          for (int64_t e = 0; e < n; ++e)
-            m[c * n + e] =
-                maps[j].identity * basis[c][i * n + e] + maps[j].jacobian * images[c][i * n + e];
-        for (int64_t a = 0; a < k; ++a)
-          for (int64_t b = 0; b <= a; ++b) {
-            double sum = 0.0;
-            for (int64_t e = 0; e < n; ++e) sum += m[a * n + e] * m[b * n + e];
-            gram[a * k + b] = gram[b * k + a] = sum;
-          }
-        std::vector<double> eigenvalues(static_cast<size_t>(k));
-        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', static_cast<lapack_int>(k), gram.data(),
-                           static_cast<lapack_int>(k), eigenvalues.data()) != 0)
-          throw std::runtime_error("jacobian_norms: eigen-solve of a Ritz Gram matrix failed");
-        // The top eigenvector y (the last column): direction V y, left vector M V y / sigma.
-        const double sigma = std::sqrt(std::max(eigenvalues[k - 1], 0.0));
-        double* direction = norms.direction.data() + i * n;
-        double* u = left[j].data() + i * n;
-        std::fill_n(direction, n, 0.0);
-        std::fill_n(u, n, 0.0);
-        for (int64_t c = 0; c < k; ++c) {
-          const double y = gram[c * k + (k - 1)];
-          for (int64_t e = 0; e < n; ++e) {
-            direction[e] += y * basis[c][i * n + e];
-            u[e] += y * m[c * n + e] / (sigma > 0 ? sigma : 1.0);
-          }
-        }
-        if (iteration > 1) {
-          const double previous = change[j][i];
-          change[j][i] = lipschitz::relative_change(norms.sigma[i], sigma);
-          // Once converged, the error estimate is kept: later changes are at the level of the
-          // finite-difference noise, whose ratios say nothing about convergence.
-          if (!norms.converged[i])
-            norms.remaining_error[i] = lipschitz::extrapolated_error(change[j][i], previous);
-        }
-        norms.sigma[i] = sigma;
-        norms.converged[i] = norms.remaining_error[i] <= settings.tolerance;
-        all_converged = all_converged && norms.converged[i];
-      }
-    }
-    // A full subspace makes the Ritz values exact: nothing is left to add.
-    if (k == n) {
-      for (JacobianNorms& norms : out) {
-        std::fill(norms.remaining_error.begin(), norms.remaining_error.end(), 0.0);
-        std::fill(norms.converged.begin(), norms.converged.end(), 1);
-      }
+    subspace.images.push_back(jacobian.jvp(v));
+    subspace.basis.push_back(std::move(v));
+    const bool all_converged =
+        update_norms(maps, subspace, rows, n, iteration, settings.tolerance, progress);
+    if (subspace.size() == n) {
+      mark_exact(progress);
       break;
     }
     if (iteration >= settings.min_iterations &&
         (all_converged || iteration >= settings.max_iterations))
       break;
-
-    // Each sample grows its subspace by M^T u for one map: the next one in turn (starting from
-    // this iteration's) that it has not converged on.
-    std::vector<size_t> chosen(count);
-    std::vector<double> seeds(count * static_cast<size_t>(n));
-    for (int64_t i = 0; i < rows; ++i) {
-      size_t j = static_cast<size_t>(iteration) % maps.size();
-      for (size_t tried = 0; tried < maps.size() && out[j].converged[i]; ++tried)
-        j = (j + 1) % maps.size();
-      chosen[i] = j;
-      std::copy_n(left[j].data() + i * n, n, seeds.data() + i * n);
-    }
-    const std::vector<double> pulled = jacobian.vjp(seeds);
-    v.assign(count * static_cast<size_t>(n), 0.0);
-    for (int64_t i = 0; i < rows; ++i) {
-      const AffineCombination& map = maps[chosen[i]];
-      for (int64_t e = 0; e < n; ++e)
-        column[e] = map.identity * seeds[i * n + e] + map.jacobian * pulled[i * n + e];
-      // Twice-repeated Gram-Schmidt against the sample's basis; a direction already inside the
-      // subspace (an invariant subspace: the Ritz values are exact) is replaced by a random one.
-      for (int attempt = 0;; ++attempt) {
-        const double before = row_norm(column.data(), n);
-        for (int pass = 0; pass < 2; ++pass)
-          for (int64_t c = 0; c < k; ++c) {
-            const double* q = basis[c].data() + i * n;
-            double dot = 0.0;
-            for (int64_t e = 0; e < n; ++e) dot += q[e] * column[e];
-            for (int64_t e = 0; e < n; ++e) column[e] -= dot * q[e];
-          }
-        const double after = row_norm(column.data(), n);
-        if (after > 1e-8 * before && after > 0) {
-          for (int64_t e = 0; e < n; ++e) v[i * n + e] = column[e] / after;
-          break;
-        }
-        if (attempt > 8)
-          throw std::runtime_error("jacobian_norms: cannot extend the subspace of sample " +
-                                   std::to_string(i));
-        for (double& x : column) x = rng.normal();
-      }
-    }
+    v = next_directions(jacobian, maps, progress, subspace, iteration, rng);
   }
+  std::vector<JacobianNorms> out;
+  out.reserve(progress.size());
+  for (MapProgress& map : progress) out.push_back(std::move(map.norms));
   return out;
 }
 
