@@ -86,6 +86,142 @@ std::vector<fs::path> list_images(const std::string& dir) {
   return files;
 }
 
+void check_grid_arguments(const Tensor& images, int columns, int padding) {
+  if (!images.defined() || images.ndim() != 4 || (images.size(1) != 1 && images.size(1) != 3) ||
+      images.numel() == 0) {
+    throw std::invalid_argument("write_png_grid: images has shape " +
+                                (images.defined() ? images.shape().str() : "(undefined)") +
+                                "; expected [n, C, H, W] with n, H, W > 0 and C = 1 or 3");
+  }
+  if (columns < 1) {
+    throw std::invalid_argument("write_png_grid: columns is " + std::to_string(columns) +
+                                "; expected >= 1");
+  }
+  if (padding < 0) {
+    throw std::invalid_argument("write_png_grid: padding is " + std::to_string(padding) +
+                                "; expected >= 0");
+  }
+}
+
+// Maps a pixel value to a byte: [0, 1] clamped, or the images' [min, max] stretched to it.
+class PixelToByte {
+ public:
+  // src: contiguous; a non-finite value is rejected with its flat index.
+  PixelToByte(const Tensor& src, PixelScaling scaling) : scaling_(scaling) {
+    const float* data = src.data();
+    float high = -low_;
+    for (int64_t i = 0; i < src.numel(); ++i) {
+      if (!std::isfinite(data[i])) {
+        throw std::invalid_argument("write_png_grid: images hold a non-finite value (" +
+                                    std::to_string(data[i]) + ") at flat index " +
+                                    std::to_string(i));
+      }
+      low_ = std::min(low_, data[i]);
+      high = std::max(high, data[i]);
+    }
+    range_ = static_cast<double>(high) - low_;
+  }
+
+  unsigned char operator()(float v) const {
+    double x = v;
+    if (scaling_ == PixelScaling::min_max) x = range_ > 0 ? (x - low_) / range_ : 0.0;
+    return static_cast<unsigned char>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0));
+  }
+
+ private:
+  PixelScaling scaling_;
+  float low_ = std::numeric_limits<float>::infinity();
+  double range_ = 0.0;
+};
+
+// Images tiled row by row, `padding` pixels around and between them.
+struct GridLayout {
+  int64_t cols, rows;      // of images
+  int64_t width, height;   // of one image
+  int64_t grid_w, grid_h;  // of the whole grid, in pixels
+};
+
+GridLayout grid_layout(int64_t n, int64_t height, int64_t width, int64_t channels, int columns,
+                       int padding) {
+  GridLayout layout;
+  layout.cols = std::min<int64_t>(columns, n);
+  layout.rows = (n + layout.cols - 1) / layout.cols;
+  layout.width = width;
+  layout.height = height;
+  layout.grid_w = layout.cols * width + (layout.cols + 1) * padding;
+  layout.grid_h = layout.rows * height + (layout.rows + 1) * padding;
+  if (layout.grid_w * channels > std::numeric_limits<int>::max() / layout.grid_h) {
+    throw std::invalid_argument("write_png_grid: a grid of " + std::to_string(layout.grid_w) + "x" +
+                                std::to_string(layout.grid_h) + " pixels is too large for a PNG");
+  }
+  return layout;
+}
+
+// src [n, C, H, W] contiguous -> the grid's interleaved bytes [grid_h, grid_w, C], padding 0.
+std::vector<unsigned char> tile_images(const Tensor& src, const GridLayout& layout, int padding,
+                                       const PixelToByte& to_byte) {
+  const int64_t n = src.size(0), channels = src.size(1);
+  const int64_t height = layout.height, width = layout.width, grid_w = layout.grid_w;
+  const float* data = src.data();
+  std::vector<unsigned char> pixels(static_cast<size_t>(grid_w * layout.grid_h * channels), 0);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t x0 = padding + (k % layout.cols) * (width + padding);
+    const int64_t y0 = padding + (k / layout.cols) * (height + padding);
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t y = 0; y < height; ++y)
+        for (int64_t x = 0; x < width; ++x) {
+          float v = data[((k * channels + c) * height + y) * width + x];
+          pixels[static_cast<size_t>(((y0 + y) * grid_w + x0 + x) * channels + c)] = to_byte(v);
+        }
+  }
+  return pixels;
+}
+
+std::vector<unsigned char> encode_png(const std::vector<unsigned char>& pixels,
+                                      const GridLayout& layout, int64_t channels,
+                                      const std::string& path) {
+  std::vector<unsigned char> png;
+  auto append = [](void* context, void* bytes, int size) {
+    auto* out = static_cast<std::vector<unsigned char>*>(context);
+    auto* b = static_cast<unsigned char*>(bytes);
+    out->insert(out->end(), b, b + size);
+  };
+  if (!stbi_write_png_to_func(append, &png, static_cast<int>(layout.grid_w),
+                              static_cast<int>(layout.grid_h), static_cast<int>(channels),
+                              pixels.data(), static_cast<int>(layout.grid_w * channels))) {
+    throw std::runtime_error("write_png_grid: stb_image_write failed to encode " + path);
+  }
+  return png;
+}
+
+// Temporary file beside the target (same file system), then an atomic rename.
+void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes,
+                           const char* caller) {
+  const std::string temp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream file(temp, std::ios::binary | std::ios::trunc);
+    if (file)
+      file.write(reinterpret_cast<const char*>(bytes.data()),
+                 static_cast<std::streamsize>(bytes.size()));
+    if (file) file.close();
+    if (!file) {
+      int err = errno;
+      std::error_code ignored;
+      fs::remove(temp, ignored);
+      throw std::runtime_error(std::string(caller) + ": cannot write " + temp + ": " +
+                               std::strerror(err));
+    }
+  }
+  std::error_code ec;
+  fs::rename(temp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw std::runtime_error(std::string(caller) + ": cannot rename " + temp + " to " + path +
+                             ": " + ec.message());
+  }
+}
+
 }  // namespace
 
 Tensor load_image(const std::string& path, ColorMode color) {
@@ -136,95 +272,13 @@ Tensor load_image_folder(const std::string& dir, ColorMode color) {
 
 void write_png_grid(const std::string& path, const Tensor& images, int columns, int padding,
                     PixelScaling scaling) {
-  if (!images.defined() || images.ndim() != 4 || (images.size(1) != 1 && images.size(1) != 3) ||
-      images.numel() == 0) {
-    throw std::invalid_argument("write_png_grid: images has shape " +
-                                (images.defined() ? images.shape().str() : "(undefined)") +
-                                "; expected [n, C, H, W] with n, H, W > 0 and C = 1 or 3");
-  }
-  if (columns < 1) {
-    throw std::invalid_argument("write_png_grid: columns is " + std::to_string(columns) +
-                                "; expected >= 1");
-  }
-  if (padding < 0) {
-    throw std::invalid_argument("write_png_grid: padding is " + std::to_string(padding) +
-                                "; expected >= 0");
-  }
+  check_grid_arguments(images, columns, padding);
   const Tensor src = images.contiguous();
   const int64_t n = src.size(0), channels = src.size(1), height = src.size(2), width = src.size(3);
-  const float* data = src.data();
-
-  float low = std::numeric_limits<float>::infinity(), high = -low;
-  for (int64_t i = 0; i < src.numel(); ++i) {
-    if (!std::isfinite(data[i])) {
-      throw std::invalid_argument("write_png_grid: images hold a non-finite value (" +
-                                  std::to_string(data[i]) + ") at flat index " + std::to_string(i));
-    }
-    low = std::min(low, data[i]);
-    high = std::max(high, data[i]);
-  }
-  const double range = static_cast<double>(high) - low;
-  auto to_byte = [&](float v) {
-    double x = v;
-    if (scaling == PixelScaling::min_max) x = range > 0 ? (x - low) / range : 0.0;
-    return static_cast<unsigned char>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0));
-  };
-
-  const int64_t cols = std::min<int64_t>(columns, n);
-  const int64_t rows = (n + cols - 1) / cols;
-  const int64_t grid_w = cols * width + (cols + 1) * padding;
-  const int64_t grid_h = rows * height + (rows + 1) * padding;
-  if (grid_w * channels > std::numeric_limits<int>::max() / grid_h) {
-    throw std::invalid_argument("write_png_grid: a grid of " + std::to_string(grid_w) + "x" +
-                                std::to_string(grid_h) + " pixels is too large for a PNG");
-  }
-  std::vector<unsigned char> pixels(static_cast<size_t>(grid_w * grid_h * channels), 0);
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t x0 = padding + (k % cols) * (width + padding);
-    const int64_t y0 = padding + (k / cols) * (height + padding);
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t y = 0; y < height; ++y)
-        for (int64_t x = 0; x < width; ++x) {
-          float v = data[((k * channels + c) * height + y) * width + x];
-          pixels[static_cast<size_t>(((y0 + y) * grid_w + x0 + x) * channels + c)] = to_byte(v);
-        }
-  }
-
-  std::vector<unsigned char> png;
-  auto append = [](void* context, void* bytes, int size) {
-    auto* out = static_cast<std::vector<unsigned char>*>(context);
-    auto* b = static_cast<unsigned char*>(bytes);
-    out->insert(out->end(), b, b + size);
-  };
-  if (!stbi_write_png_to_func(append, &png, static_cast<int>(grid_w), static_cast<int>(grid_h),
-                              static_cast<int>(channels), pixels.data(),
-                              static_cast<int>(grid_w * channels))) {
-    throw std::runtime_error("write_png_grid: stb_image_write failed to encode " + path);
-  }
-
-  // Temporary file beside the target (same file system), then an atomic rename.
-  const std::string temp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream file(temp, std::ios::binary | std::ios::trunc);
-    if (file)
-      file.write(reinterpret_cast<const char*>(png.data()),
-                 static_cast<std::streamsize>(png.size()));
-    if (file) file.close();
-    if (!file) {
-      int err = errno;
-      std::error_code ignored;
-      fs::remove(temp, ignored);
-      throw std::runtime_error("write_png_grid: cannot write " + temp + ": " + std::strerror(err));
-    }
-  }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw std::runtime_error("write_png_grid: cannot rename " + temp + " to " + path + ": " +
-                             ec.message());
-  }
+  const PixelToByte to_byte(src, scaling);
+  const GridLayout layout = grid_layout(n, height, width, channels, columns, padding);
+  const std::vector<unsigned char> pixels = tile_images(src, layout, padding, to_byte);
+  write_file_atomically(path, encode_png(pixels, layout, channels, path), "write_png_grid");
 }
 
 }  // namespace dpm::datasets
