@@ -16,6 +16,7 @@
 #include "diffusion/oracle_jacobian.hpp"
 #include "diffusion/sampler.hpp"
 #include "experiments/report/format.hpp"
+#include "nn/lipschitz/singular_values.hpp"
 
 namespace dpm::experiments {
 namespace {
@@ -111,11 +112,14 @@ ChainJacobian denoiser_chain(const std::vector<DoubleBatch>& states, const Sched
   return ChainJacobian(std::move(steps), scale);
 }
 
-JacobianNormSettings step_norm_settings(const AuditPlan& plan) {
-  JacobianNormSettings norms;
-  norms.tolerance = plan.tolerance;
-  norms.max_iterations = static_cast<int>(plan.max_iterations);
-  return norms;
+// The Jacobian norms keep every direction they explore (no restart): each costs network passes.
+lipschitz::KrylovSettings norm_settings(const AuditPlan& plan, int max_iterations) {
+  lipschitz::KrylovSettings krylov;
+  krylov.tolerance = plan.tolerance;
+  krylov.max_iterations = max_iterations;
+  krylov.min_iterations = std::min(krylov.min_iterations, max_iterations);
+  krylov.max_subspace = std::max(2, max_iterations);
+  return krylov;
 }
 
 // The measured norms of D at the rows of `start` (= s y), per row: the chain's, or s at start
@@ -131,12 +135,10 @@ std::vector<double> denoiser_norms(NoisePredictor& predictor, const Schedule& sc
   ChainJacobian chain = denoiser_chain(states, schedule, start_step, scale, make);
   const int iterations = static_cast<int>(plan.denoiser_iterations);
   if (plan.denoiser_method == DenoiserMethod::forward)
-    return forward_iteration(chain, iterations, seed).sigma;
-  JacobianNormSettings krylov = step_norm_settings(plan);
-  krylov.max_iterations = iterations;
-  krylov.min_iterations = std::min(krylov.min_iterations, krylov.max_iterations);
+    return lipschitz::forward_iteration(chain, iterations, seed).sigma;
+  lipschitz::KrylovSettings krylov = norm_settings(plan, iterations);
   krylov.seed = seed;
-  return jacobian_norm(chain, krylov).sigma;
+  return lipschitz::top_singular_value(chain, krylov).sigma;
 }
 
 void validate_inputs(const AuditInputs& in, const AuditPlan& plan) {
@@ -198,7 +200,7 @@ struct StepContext {
 // The pairwise ratios of step s: all pairs of points, and each point against x + delta v along its
 // measured top direction for either map (one batched call for both).
 void measure_pairs(const StepContext& c, const DoubleBatch& points,
-                   const std::vector<JacobianNorms>& norms, StepAudit& s) {
+                   const std::vector<lipschitz::TopSingularValues>& norms, StepAudit& s) {
   const Schedule& schedule = c.network.schedule();
   const int64_t n = c.in.sample_shape.numel(), t = s.t;
   const std::vector<double> eps = c.network.predict_eps(points, t).values;
@@ -264,10 +266,10 @@ StepAudit audit_step(const StepContext& c, int64_t t) {
   // The network: eps and mu = a I + b J_eps measured in one subspace.
   const double a = 1.0 / std::sqrt(s.alpha), b = -s.beta / std::sqrt(1.0 - s.abar) * a;
   NetworkEpsJacobian jacobian(c.network, t, points);
-  JacobianNormSettings norm_settings = step_norm_settings(c.plan);
-  norm_settings.seed = noise.next_u64();
-  const std::vector<JacobianNorms> norms =
-      jacobian_norms(jacobian, {AffineCombination{}, AffineCombination{a, b}}, norm_settings);
+  lipschitz::KrylovSettings krylov = norm_settings(c.plan, static_cast<int>(c.plan.max_iterations));
+  krylov.seed = noise.next_u64();
+  const std::vector<lipschitz::TopSingularValues> norms = lipschitz::top_singular_values(
+      jacobian, {lipschitz::AffineCombination{}, lipschitz::AffineCombination{a, b}}, krylov);
   s.empirical_eps = PointStatistics::of(norms[0].sigma);
   s.empirical_mean = PointStatistics::of(norms[1].sigma);
   s.eps_converged = norms[0].converged_count();

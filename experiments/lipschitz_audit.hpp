@@ -50,7 +50,7 @@ struct Choices<AuditStart> {
 
 // How the network's whole denoiser is measured: J v only (forward iteration, the default: the
 // J^T u of a whole reverse loop costs a forward with a graph and a backward per step), or Krylov
-// norms with both products (jacobian_norms; J^T u step by step through the tape).
+// norms with both products (top_singular_value; J^T u step by step through the tape).
 enum class DenoiserMethod { forward, krylov };
 template <>
 struct Choices<DenoiserMethod> {

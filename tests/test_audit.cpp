@@ -22,6 +22,7 @@
 #include "diffusion/oracle_jacobian.hpp"
 #include "experiments/lipschitz_audit.hpp"
 #include "experiments/lipschitz_audit_report.hpp"
+#include "nn/lipschitz/singular_values.hpp"
 #include "nn/unet.hpp"
 #include "tests/oracle_fixtures.hpp"
 #include "tests/temp_dir.hpp"
@@ -31,6 +32,7 @@ namespace fs = std::filesystem;
 using namespace dpm;
 using namespace dpm::diffusion;
 using namespace dpm::experiments;
+using namespace dpm::lipschitz;
 using dpm::testing::TempDir;
 
 namespace {
@@ -92,13 +94,13 @@ class MatrixJacobian final : public BatchJacobian {
       : a_(std::move(matrices)), batch_(batch), n_(n) {}
   int64_t batch() const override { return batch_; }
   int64_t dim() const override { return n_; }
-  std::vector<double> jvp(const std::vector<double>& v) override { return apply(v, false); }
-  std::vector<double> vjp(const std::vector<double>& u) override { return apply(u, true); }
+  std::vector<double> apply(const std::vector<double>& v) override { return multiply(v, false); }
+  std::vector<double> adjoint(const std::vector<double>& u) override { return multiply(u, true); }
   const double* matrix(int64_t i) const { return a_.data() + i * n_ * n_; }
 
  private:
-  std::vector<double> apply(const std::vector<double>& v, bool transpose) const {
-    check_vector(v, "MatrixJacobian");
+  std::vector<double> multiply(const std::vector<double>& v, bool transpose) const {
+    check_input(v, "MatrixJacobian");
     std::vector<double> out(v.size(), 0.0);
     for (int64_t i = 0; i < batch_; ++i)
       for (int64_t r = 0; r < n_; ++r)
@@ -117,7 +119,7 @@ void check_adjoint(BatchJacobian& jacobian, Rng& rng, double tolerance) {
   const int64_t rows = jacobian.batch(), n = jacobian.dim();
   const std::vector<double> v = random_vector(static_cast<size_t>(rows * n), rng);
   const std::vector<double> u = random_vector(static_cast<size_t>(rows * n), rng);
-  const std::vector<double> jv = jacobian.jvp(v), jtu = jacobian.vjp(u);
+  const std::vector<double> jv = jacobian.apply(v), jtu = jacobian.adjoint(u);
   for (int64_t i = 0; i < rows; ++i) {
     const double lhs = dot(jv.data() + i * n, u.data() + i * n, n);
     const double rhs = dot(v.data() + i * n, jtu.data() + i * n, n);
@@ -130,7 +132,7 @@ void check_adjoint(BatchJacobian& jacobian, Rng& rng, double tolerance) {
   for (int64_t k = 0; k < n; ++k) {
     std::vector<double> e(static_cast<size_t>(rows * n), 0.0);
     for (int64_t i = 0; i < rows; ++i) e[i * n + k] = 1.0;
-    const std::vector<double> row = jacobian.vjp(e);  // row k of every sample's J
+    const std::vector<double> row = jacobian.adjoint(e);  // row k of every sample's J
     for (int64_t i = 0; i < rows; ++i)
       assembled[i * n + k] = dot(row.data() + i * n, v.data() + i * n, n);
   }
@@ -198,13 +200,13 @@ TEST_CASE("network JVP (central difference) and VJP (tape) are adjoint", "[audit
       check_adjoint(*eps, rng, 1e-3);
       check_adjoint(*mean_jacobian(eps, schedule, t), rng, 1e-3);
       // The measured norms stay below the certified bounds, whatever the network predicts.
-      CHECK(jacobian_norm(*eps, {}).max() <= certified.eps[t]);
-      CHECK(jacobian_norm(*mean_jacobian(eps, schedule, t), {}).max() <= certified.mean[t]);
+      CHECK(top_singular_value(*eps, {}).max() <= certified.eps[t]);
+      CHECK(top_singular_value(*mean_jacobian(eps, schedule, t), {}).max() <= certified.mean[t]);
       // Rebuilding the graph per product gives the same J^T u as keeping it.
       NetworkEpsJacobian rebuilt(network, t, x, /*keep_graph=*/false);
       const std::vector<double> u = random_vector(x.values.size(), rng);
-      CHECK(rebuilt.vjp(u) == eps->vjp(u));
-      CHECK(rebuilt.vjp(u) == eps->vjp(u));
+      CHECK(rebuilt.adjoint(u) == eps->adjoint(u));
+      CHECK(rebuilt.adjoint(u) == eps->adjoint(u));
     }
     // The audit leaves the model as it found it: training mode, parameters requiring grad.
     CHECK(c.model->is_training());
@@ -222,9 +224,10 @@ TEST_CASE("Krylov norms match the SVD of explicit matrices, for every affine com
   for (int64_t k = 0; k < n; ++k) matrices[n * n + k * n + k] = k == 0 ? 3.0 : k == 1 ? 2.999 : 1.0;
   MatrixJacobian jacobian(matrices, batch, n);
   const double a = 1.3, b = -0.4;
-  const std::vector<JacobianNorms> norms = jacobian_norms(
+  const std::vector<TopSingularValues> norms = top_singular_values(
       jacobian, {AffineCombination{}, AffineCombination{a, b}},
-      JacobianNormSettings{.tolerance = 1e-12, .min_iterations = 3, .max_iterations = 100});
+      KrylovSettings{
+          .tolerance = 1e-12, .min_iterations = 3, .max_iterations = 100, .max_subspace = 100});
   for (int64_t i = 0; i < batch; ++i) {
     const std::vector<double> m(jacobian.matrix(i), jacobian.matrix(i) + n * n);
     std::vector<double> affine = m;
@@ -236,7 +239,7 @@ TEST_CASE("Krylov norms match the SVD of explicit matrices, for every affine com
     // The reported direction attains sigma.
     std::vector<double> v(static_cast<size_t>(batch * n), 0.0);
     std::copy_n(norms[0].direction.data() + i * n, n, v.data() + i * n);
-    const std::vector<double> jv = jacobian.jvp(v);
+    const std::vector<double> jv = jacobian.apply(v);
     CHECK(std::sqrt(dot(jv.data() + i * n, jv.data() + i * n, n)) ==
           Approx(norms[0].sigma[i]).epsilon(1e-9));
   }
@@ -252,8 +255,8 @@ TEST_CASE("Krylov norms match the SVD of explicit matrices, for every affine com
           psd[(i * n + r) * n + c] += matrices[(i * n + r) * n + k] * matrices[(i * n + c) * n + k];
   for (int64_t e = 0; e < n * n; ++e) psd[n * n + e] = matrices[n * n + e];  // keep the near tie
   MatrixJacobian symmetric(psd, batch, n);
-  const JacobianNorms forward = forward_iteration(symmetric, 400, 5);
-  const JacobianNorms general = forward_iteration(jacobian, 5, 5);
+  const TopSingularValues forward = forward_iteration(symmetric, 400, 5);
+  const TopSingularValues general = forward_iteration(jacobian, 5, 5);
   for (int64_t i = 0; i < batch; ++i) {
     const double exact =
         largest_singular_value({symmetric.matrix(i), symmetric.matrix(i) + n * n}, n);
@@ -285,10 +288,10 @@ TEST_CASE("with eps* of a Gaussian prior the measured stepwise Jacobian norm is 
 
     // Measured: Krylov norms with the finite-difference J v of eps* and its exact J^T u.
     auto eps = std::make_shared<OracleEpsJacobian>(oracle, t, x);
-    const JacobianNormSettings settings{
-        .tolerance = 1e-10, .min_iterations = 3, .max_iterations = 20};
-    const JacobianNorms measured_eps = jacobian_norm(*eps, settings);
-    const JacobianNorms measured_cme = jacobian_norm(*mean_jacobian(eps, schedule, t), settings);
+    const KrylovSettings settings{.tolerance = 1e-10, .min_iterations = 3, .max_iterations = 20};
+    const TopSingularValues measured_eps = top_singular_value(*eps, settings);
+    const TopSingularValues measured_cme =
+        top_singular_value(*mean_jacobian(eps, schedule, t), settings);
     for (int64_t i = 0; i < 3; ++i) {
       CHECK(measured_eps.sigma[i] == Approx(closed_eps).epsilon(1e-6));
       CHECK(measured_cme.sigma[i] == Approx(closed_cme).epsilon(1e-6));

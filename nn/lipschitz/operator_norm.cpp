@@ -1,24 +1,15 @@
 #include "nn/lipschitz/operator_norm.hpp"
 
+#include "nn/lipschitz/singular_values.hpp"
+
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace dpm::lipschitz {
 namespace {
-
-double norm(const float* x, int64_t n) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  return std::sqrt(sum);
-}
-
-void scale(float* x, int64_t n, double factor) {
-  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] * factor);
-}
 
 void require_shape(const char* what, const Tensor& t, const Shape& expected) {
   if (!t.defined() || t.shape() != expected)
@@ -63,25 +54,28 @@ DenseMap::DenseMap(const Tensor& weight) {
   cols_ = weight.numel() / rows_;
 }
 
-void DenseMap::apply(const float* x, float* y) const {
+std::vector<double> DenseMap::apply(const std::vector<double>& x) {
+  check_input(x, "DenseMap::apply");
   const float* w = weight_.data();
+  std::vector<double> y(static_cast<size_t>(rows_));
   for (int64_t i = 0; i < rows_; ++i) {
     const float* row = w + i * cols_;
     double sum = 0.0;
-    for (int64_t j = 0; j < cols_; ++j) sum += static_cast<double>(row[j]) * x[j];
-    y[i] = static_cast<float>(sum);
+    for (int64_t j = 0; j < cols_; ++j) sum += row[j] * x[j];
+    y[i] = sum;
   }
+  return y;
 }
 
-void DenseMap::adjoint(const float* y, float* x) const {
+std::vector<double> DenseMap::adjoint(const std::vector<double>& y) {
+  check_output(y, "DenseMap::adjoint");
   const float* w = weight_.data();
-  std::vector<double> sum(static_cast<size_t>(cols_), 0.0);
+  std::vector<double> x(static_cast<size_t>(cols_), 0.0);
   for (int64_t i = 0; i < rows_; ++i) {
     const float* row = w + i * cols_;
-    const double yi = y[i];
-    for (int64_t j = 0; j < cols_; ++j) sum[static_cast<size_t>(j)] += row[j] * yi;
+    for (int64_t j = 0; j < cols_; ++j) x[j] += row[j] * y[i];
   }
-  for (int64_t j = 0; j < cols_; ++j) x[j] = static_cast<float>(sum[static_cast<size_t>(j)]);
+  return x;
 }
 
 ConvMap::ConvMap(const Tensor& weight, const ConvGeometry& geometry) : geometry_(geometry) {
@@ -110,13 +104,20 @@ Shape ConvMap::output_shape() const {
                              : Shape{g.out_channels, g.out_h(), g.out_w()};
 }
 
-void ConvMap::apply(const float* x, float* y) const {
-  conv2d_forward(y, x, weight_.data(), nullptr, geometry_);
+std::vector<double> ConvMap::apply(const std::vector<double>& x) {
+  check_input(x, "ConvMap::apply");
+  const std::vector<float> input(x.begin(), x.end());
+  std::vector<float> output(static_cast<size_t>(output_dim()));
+  conv2d_forward(output.data(), input.data(), weight_.data(), nullptr, geometry_);
+  return {output.begin(), output.end()};
 }
 
-void ConvMap::adjoint(const float* y, float* x) const {
-  std::fill_n(x, input_shape().numel(), 0.0f);  // the kernel accumulates
-  conv2d_backward_data(x, y, weight_.data(), geometry_);
+std::vector<double> ConvMap::adjoint(const std::vector<double>& y) {
+  check_output(y, "ConvMap::adjoint");
+  const std::vector<float> output(y.begin(), y.end());
+  std::vector<float> input(static_cast<size_t>(input_dim()), 0.0f);  // the kernel accumulates
+  conv2d_backward_data(input.data(), output.data(), weight_.data(), geometry_);
+  return {input.begin(), input.end()};
 }
 
 ConvGeometry conv_geometry(const nn::Conv& conv, const Shape& input_shape) {
@@ -146,18 +147,7 @@ ConvGeometry conv_geometry(const nn::Conv& conv, const Shape& input_shape) {
   return g;
 }
 
-double relative_change(double previous_sigma, double sigma) {
-  return sigma > 0 ? std::abs(sigma - previous_sigma) / sigma : 0.0;
-}
-
-double extrapolated_error(double change, double previous_change) {
-  const double rate = change / previous_change;
-  return change == 0                                    ? 0.0
-         : std::isfinite(previous_change) && rate < 1 ? change * rate / (1 - rate)
-                                                        : std::numeric_limits<double>::infinity();
-}
-
-PowerIterationResult power_iterate(const LinearMap& map, Tensor& u, Tensor& v,
+PowerIterationResult power_iterate(LayerOperator& map, Tensor& u, Tensor& v,
                                    const PowerIterationOptions& options) {
   require_shape("u", u, map.output_shape());
   require_shape("v", v, map.input_shape());
@@ -166,38 +156,19 @@ PowerIterationResult power_iterate(const LinearMap& map, Tensor& u, Tensor& v,
         "power_iterate: need steps >= 0, tolerance >= 0 and max_steps >= steps, got steps " +
         std::to_string(options.steps) + ", tolerance " + std::to_string(options.tolerance) +
         ", max_steps " + std::to_string(options.max_steps));
-  const int64_t n = v.numel(), m = u.numel();
-  const double v_norm = norm(v.data(), n);
-  if (!(v_norm > 0) || !std::isfinite(v_norm))
+  std::vector<double> start(v.data(), v.data() + v.numel());
+  double sum = 0.0;
+  for (double x : start) sum += x * x;
+  if (!(sum > 0) || !std::isfinite(sum))
     throw std::invalid_argument("power_iterate: v must be a nonzero finite vector");
-  scale(v.data(), n, 1.0 / v_norm);
-
-  constexpr double kUnknown = std::numeric_limits<double>::infinity();
-  PowerIterationResult result;
-  result.relative_change = result.remaining_error = kUnknown;
-  for (;;) {
-    map.apply(v.data(), u.data());
-    const double sigma = norm(u.data(), m);
-    if (result.steps > 0) {
-      const double previous_change = result.relative_change;
-      result.relative_change = relative_change(result.sigma, sigma);
-      result.remaining_error = extrapolated_error(result.relative_change, previous_change);
-    }
-    result.sigma = sigma;
-    result.converged = options.tolerance > 0 && result.remaining_error <= options.tolerance;
-    // A v = 0: v lies in the kernel (for a nonzero A a measure-zero start); nothing to follow.
-    if (sigma == 0) break;
-    scale(u.data(), m, 1.0 / sigma);
-    const bool enough =
-        result.steps >= options.steps &&
-        (options.tolerance == 0 || result.converged || result.steps >= options.max_steps);
-    if (enough) break;
-    map.adjoint(u.data(), v.data());
-    // <A^T u, v_old> = sigma > 0, so the new v is nonzero.
-    scale(v.data(), n, 1.0 / norm(v.data(), n));
-    ++result.steps;
-  }
-  return result;
+  KrylovSettings settings;
+  settings.tolerance = options.tolerance;
+  settings.min_iterations = options.steps + 1;
+  settings.max_iterations = (options.tolerance > 0 ? options.max_steps : options.steps) + 1;
+  const TopSingularValues top = top_singular_value(map, settings, start);
+  std::copy(top.direction.begin(), top.direction.end(), v.data());
+  std::copy(top.left.begin(), top.left.end(), u.data());
+  return {top.sigma[0], top.iterations - 1, top.remaining_error[0], top.converged[0] != 0};
 }
 
 ReshapedKernelBounds reshaped_kernel_bounds(const ConvGeometry& g) {

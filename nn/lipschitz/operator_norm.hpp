@@ -1,42 +1,43 @@
 #pragma once
-// Operator norms of linear layers by power iteration on A^T A with persistent (warm) vectors
-// (docs/protocol.md, Lipschitz facts). With v a unit vector and u = A v / ||A v||,
-// sigma = u^T A v = ||A v|| is a lower estimate of ||A|| that rises to it as v converges to the top
-// right singular vector; vectors kept between calls make a couple of iterations per call enough
-// while weights drift slowly.
+// Operator norms of linear layers (docs/protocol.md, Lipschitz facts): the layer as a
+// dpm::LinearOperator on one sample, measured by the shared solver (singular_values.hpp) from
+// persistent (warm) vectors: sigma = ||A v|| at a unit v is a lower estimate of ||A|| that rises
+// to it as v converges to the top right singular vector; vectors kept between calls make a couple
+// of iterations per call enough while weights drift slowly.
 //
 // A conv layer is measured as the linear map it is at the input size it sees (ConvMap: the
 // forward kernel without bias, and its adjoint, the backward-data kernel), not through the
 // reshaped kernel W_mat [Co, Ci*KH*KW], which only brackets it (reshaped_kernel_bounds).
 #include <cstdint>
+#include <vector>
 
 #include "autograd/kernels/conv.hpp"
+#include "autograd/linear_operator.hpp"
 #include "autograd/tensor.hpp"
 #include "nn/conv.hpp"
 
 namespace dpm::lipschitz {
 
-// A linear map between two tensor shapes, given by its action and its adjoint on contiguous
-// float buffers. Both overwrite their output.
-class LinearMap {
+// A layer's linear map on one sample, between two tensor shapes (input_dim and output_dim are
+// their sizes). apply and adjoint take and return doubles; the layers compute in float32.
+class LayerOperator : public LinearOperator {
  public:
-  virtual ~LinearMap() = default;
   virtual Shape input_shape() const = 0;
   virtual Shape output_shape() const = 0;
-  virtual void apply(const float* x, float* y) const = 0;    // y = A x
-  virtual void adjoint(const float* y, float* x) const = 0;  // x = A^T y
+  int64_t input_dim() const final { return input_shape().numel(); }
+  int64_t output_dim() const final { return output_shape().numel(); }
 };
 
 // x [n] -> W x [m] for W [m, n] (row-major; a tensor of higher rank is read as [size(0), rest],
 // so a conv kernel gives its reshaped matrix W_mat). Both products accumulate in double.
 // Threads: none; these are matvecs of at most a few hundred thousand terms, run every k steps.
-class DenseMap final : public LinearMap {
+class DenseMap final : public LayerOperator {
  public:
   explicit DenseMap(const Tensor& weight);
   Shape input_shape() const override { return {cols_}; }
   Shape output_shape() const override { return {rows_}; }
-  void apply(const float* x, float* y) const override;
-  void adjoint(const float* y, float* x) const override;
+  std::vector<double> apply(const std::vector<double>& x) override;
+  std::vector<double> adjoint(const std::vector<double>& y) override;
 
  private:
   Tensor weight_;  // contiguous
@@ -45,14 +46,15 @@ class DenseMap final : public LinearMap {
 
 // The bias-free convolution of one sample at a fixed input size: [Ci, L] -> [Co, OL] for a
 // weight [Co, Ci, K], [Ci, H, W] -> [Co, OH, OW] for [Co, Ci, KH, KW]. The geometry's batch
-// must be 1. Threads: the conv kernels' (one sample: OpenBLAS threads the GEMM).
-class ConvMap final : public LinearMap {
+// must be 1. The vectors are rounded to float32 for the kernels. Threads: the conv kernels'
+// (one sample: OpenBLAS threads the GEMM).
+class ConvMap final : public LayerOperator {
  public:
   ConvMap(const Tensor& weight, const ConvGeometry& geometry);
   Shape input_shape() const override;
   Shape output_shape() const override;
-  void apply(const float* x, float* y) const override;
-  void adjoint(const float* y, float* x) const override;
+  std::vector<double> apply(const std::vector<double>& x) override;
+  std::vector<double> adjoint(const std::vector<double>& y) override;
 
  private:
   Tensor weight_;  // contiguous
@@ -64,13 +66,12 @@ class ConvMap final : public LinearMap {
 ConvGeometry conv_geometry(const nn::Conv& conv, const Shape& input_shape);
 
 struct PowerIterationOptions {
-  int steps = 2;  // updates of v per call (at least this many)
+  int steps = 2;  // updates of v per call (at least this many): steps + 1 products A v
   // > 0: continue until the remaining relative error of sigma, extrapolated from its last two
-  // changes (power iteration converges geometrically), is at most this. The last change alone
-  // understates the error by 1 / (1 - rate) when the top singular values are close. Still a
-  // heuristic: a conv's top singular values crowd together (on a large input they approach a
-  // continuum), convergence then slows as it goes, and the extrapolation falls short; the test
-  // suite checks 1e-3 against exact SVDs.
+  // changes (extrapolated_error), is at most this and sigma stays there for three iterations
+  // (KrylovSettings::confirmations). Still a heuristic: a conv's top singular
+  // values crowd together (on a large input they approach a continuum); the test suite checks
+  // 1e-3 against exact SVDs.
   double tolerance = 0;
   int max_steps = 1000;  // cap on the updates when tolerance > 0
 };
@@ -78,27 +79,17 @@ struct PowerIterationOptions {
 struct PowerIterationResult {
   double sigma = 0;  // u^T A v for the returned u, v
   int steps = 0;     // updates of v made
-  // Relative change of sigma over the last update, and the extrapolated relative distance still
-  // to go: change * rate / (1 - rate), rate = the ratio of the last two changes. Infinite when
+  // The extrapolated relative distance of sigma still to go (extrapolated_error); infinite when
   // there are too few updates to tell, or the changes are not shrinking.
-  double relative_change = 0;
   double remaining_error = 0;
-  bool converged = false;  // tolerance > 0 and remaining_error <= tolerance
+  bool converged = false;  // by the solver's rule (KrylovSettings), or the subspace spans R^n
 };
 
-// The stopping rule of every power iteration here and of the Jacobian norms
-// (diffusion/jacobian.hpp). The relative change of sigma over one update (0 when sigma is 0):
-double relative_change(double previous_sigma, double sigma);
-// The relative error of sigma still to go, extrapolated from its last two relative changes:
-// change * rate / (1 - rate) with rate = change / previous_change; 0 when sigma did not move;
-// infinite when previous_change is unknown (infinite) or the changes are not shrinking.
-double extrapolated_error(double change, double previous_change);
-
-// Advances the warm vectors v (the map's input shape) and u (its output shape) in place: each
-// update is v <- A^T u / ||A^T u|| with u = A v / ||A v||, and the result is measured at the
-// final v (so sigma, u and v are a consistent triple: d sigma / dA = u v^T at convergence).
-// v must be nonzero; norms and inner products accumulate in double.
-PowerIterationResult power_iterate(const LinearMap& map, Tensor& u, Tensor& v,
+// Advances the warm vectors v (the map's input shape) and u (its output shape) in place by the
+// shared solver (top_singular_value), started at v: each update adds A^T u to the subspace, u the
+// current top left Ritz vector. sigma, u and v are a consistent triple: u = A v / sigma, so
+// d sigma / dA = u v^T at convergence. v must be nonzero and finite.
+PowerIterationResult power_iterate(LayerOperator& map, Tensor& u, Tensor& v,
                                    const PowerIterationOptions& options);
 
 // The reshaped-kernel proxy sigma(W_mat) brackets the operator norm ||T|| of a conv. T factors

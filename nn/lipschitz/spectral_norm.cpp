@@ -84,7 +84,7 @@ SpectralNormalized::SpectralNormalized(std::shared_ptr<nn::Conv> conv, const Sha
   converge();
 }
 
-std::unique_ptr<LinearMap> SpectralNormalized::raw_map(const Tensor& weight) const {
+std::unique_ptr<LayerOperator> SpectralNormalized::raw_map(const Tensor& weight) const {
   if (conv_) return std::make_unique<ConvMap>(weight, geometry_);
   return std::make_unique<DenseMap>(weight);
 }
@@ -108,7 +108,7 @@ std::pair<Variable, Variable> SpectralNormalized::sigma_and_weight() const {
   return {sigma, spectral_rescale(weight, sigma, options_.target)};
 }
 
-std::unique_ptr<LinearMap> SpectralNormalized::rescaled_map() const {
+std::unique_ptr<LayerOperator> SpectralNormalized::rescaled_map() const {
   NoGradGuard no_grad;
   return raw_map(sigma_and_weight().second.data());
 }

@@ -52,7 +52,7 @@ class SpectralNormalized : public nn::Layer {
   // sigma = u^T A(W) v at the current vectors and the rescaled weight, both on the tape.
   std::pair<Variable, Variable> sigma_and_weight() const;
   // The operator with the rescaled weight (no graph): what the layer applies, minus its bias.
-  std::unique_ptr<LinearMap> rescaled_map() const;
+  std::unique_ptr<LayerOperator> rescaled_map() const;
   // Power-iteration updates on the raw weight: `steps` of them (training forwards do this), or
   // until sigma settles to 1e-6.
   void advance(int steps);
@@ -61,7 +61,7 @@ class SpectralNormalized : public nn::Layer {
   const SpectralNormOptions& options() const { return options_; }
 
  private:
-  std::unique_ptr<LinearMap> raw_map(const Tensor& weight) const;
+  std::unique_ptr<LayerOperator> raw_map(const Tensor& weight) const;
   void iterate(const PowerIterationOptions& options);
 
   SpectralNormOptions options_;

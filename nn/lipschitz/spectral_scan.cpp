@@ -43,13 +43,13 @@ Tensor time_embeddings(nn::Module& model, const std::vector<int64_t>& grid) {
   return embedding.defined() ? embedding.data() : Tensor();
 }
 
-PowerIterationResult measure(const LinearMap& map, SpectralState& state, const std::string& key,
+PowerIterationResult measure(LayerOperator& map, SpectralState& state, const std::string& key,
                              const ScanOptions& options) {
   SpectralState::Vectors vectors = state.vectors(key, map.output_shape(), map.input_shape());
   return power_iterate(map, vectors.u, vectors.v, vectors.fresh ? options.cold : options.warm);
 }
 
-LayerSigma measure_layer(const std::string& name, const nn::Module& module, const LinearMap& map,
+LayerSigma measure_layer(const std::string& name, const nn::Module& module, LayerOperator& map,
                          SpectralState& state, const ScanOptions& options) {
   return {
       name, module.type_name(), map.input_shape(), measure(map, state, name, options), std::nullopt,
@@ -125,15 +125,15 @@ ScanResult spectral_scan(nn::Module& model, SpectralState& state, const ScanOpti
     if (auto* normalized = dynamic_cast<SpectralNormalized*>(module)) {
       add_layer(module, measure_layer(name, *module, *normalized->rescaled_map(), state, options));
     } else if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
-      add_layer(module,
-                measure_layer(name, *module, DenseMap(linear->weight().data()), state, options));
+      DenseMap map(linear->weight().data());
+      add_layer(module, measure_layer(name, *module, map, state, options));
     } else if (auto* conv = dynamic_cast<nn::Conv*>(module)) {
       const ConvGeometry geometry = conv_geometry(*conv, conv->last_input_shape());
-      LayerSigma layer =
-          measure_layer(name, *module, ConvMap(conv->weight().data(), geometry), state, options);
+      ConvMap map(conv->weight().data(), geometry);
+      LayerSigma layer = measure_layer(name, *module, map, state, options);
       if (options.reshaped_kernel_proxy) {
-        layer.proxy =
-            measure(DenseMap(conv->weight().data()), state, name + ".proxy", options).sigma;
+        DenseMap reshaped(conv->weight().data());
+        layer.proxy = measure(reshaped, state, name + ".proxy", options).sigma;
         layer.proxy_bounds = reshaped_kernel_bounds(geometry);
       }
       add_layer(module, std::move(layer));
