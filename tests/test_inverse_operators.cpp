@@ -8,9 +8,12 @@
 #include <vector>
 
 #include "autograd/rng.hpp"
+#include "datasets/gmm.hpp"
 #include "diffusion/inverse/operators.hpp"
+#include "diffusion/inverse/posterior.hpp"
 
 using dpm::Rng;
+using dpm::datasets::Gmm;
 using namespace dpm::diffusion::inverse;
 
 namespace {
@@ -181,6 +184,7 @@ TEST_CASE("closed-form SVD and pseudo-inverse match dense LAPACK", "[inverse]") 
     const std::vector<double> y = random_vector(2 * m, rng);
     const std::vector<double> expected = matmul(y, transpose(dense_pinv(a, m, n), n, m), 2, m, n);
     CHECK(max_abs_diff(op->pseudo_inverse(y), expected) <= 1e-9 * (max_abs(expected) + 1.0));
+    CHECK(max_abs_diff(least_squares(*op, y), expected) <= 1e-9 * (max_abs(expected) + 1.0));
   }
 }
 
@@ -211,7 +215,93 @@ TEST_CASE("super-resolution of a constant image is constant; blur keeps a consta
   }
 }
 
-TEST_CASE("inverse operators reject bad input naming the field", "[inverse]") {
+namespace {
+
+// Two well-separated components in R^3 with different covariances, so the posterior mean is
+// far from the LMMSE estimate.
+Gmm tiny_gmm() {
+  Gmm g;
+  g.dim = 3;
+  g.components = 2;
+  g.weights = {0.35, 0.65};
+  g.means = {1.5, -1.0, 0.5, -1.0, 0.8, -0.6};
+  g.covariances = {0.30, 0.05,  0.00, 0.05,  0.20, 0.02, 0.00, 0.02, 0.25,
+                   0.15, -0.03, 0.01, -0.03, 0.40, 0.00, 0.01, 0.00, 0.10};
+  g.validate("tiny_gmm");
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("exact posterior mean against self-normalised importance sampling", "[inverse]") {
+  const Gmm prior = tiny_gmm();
+  DenseOperator op = make_compressed_sensing(2, 3, 21);
+  const double sigma_y = 0.6;
+  const std::vector<double> y = {0.4, -0.9, 1.1, 0.3};  // two measurements
+  const std::vector<double> exact = posterior_mean(prior, op, y, sigma_y);
+  const std::vector<double> linear = lmmse(prior, op, y, sigma_y);
+
+  // Estimate sum_i w_i x_i / sum_i w_i, w_i = N(y; A x_i, sigma_y^2 I), x_i from the prior; its
+  // delta-method standard error is sqrt(sum_i w_i^2 (x_i - estimate)^2) / sum_i w_i.
+  Rng rng(22);
+  const int64_t samples = 400000;
+  const dpm::Tensor draws = prior.sample(samples, rng);
+  std::vector<double> x(draws.data(), draws.data() + samples * 3);
+  op.set_batch(samples);
+  const std::vector<double> ax = op.apply(x);
+  for (int64_t r = 0; r < 2; ++r) {
+    std::vector<double> w(static_cast<size_t>(samples));
+    double total = 0.0;
+    for (int64_t i = 0; i < samples; ++i) {
+      const double d0 = y[r * 2] - ax[i * 2], d1 = y[r * 2 + 1] - ax[i * 2 + 1];
+      w[i] = std::exp(-(d0 * d0 + d1 * d1) / (2.0 * sigma_y * sigma_y));
+      total += w[i];
+    }
+    for (int64_t j = 0; j < 3; ++j) {
+      double estimate = 0.0, spread = 0.0;
+      for (int64_t i = 0; i < samples; ++i) estimate += w[i] * x[i * 3 + j];
+      estimate /= total;
+      for (int64_t i = 0; i < samples; ++i)
+        spread += w[i] * w[i] * (x[i * 3 + j] - estimate) * (x[i * 3 + j] - estimate);
+      const double standard_error = std::sqrt(spread) / total;
+      INFO("row " << r << " coordinate " << j << ": exact " << exact[r * 3 + j] << ", sampled "
+                  << estimate << " +- " << standard_error << ", LMMSE " << linear[r * 3 + j]);
+      CHECK(standard_error < 0.01);
+      // 4.5 standard errors: a false failure over the 6 checks has probability below 5e-5.
+      CHECK(std::abs(exact[r * 3 + j] - estimate) <= 4.5 * standard_error);
+    }
+  }
+  // The check above can tell the posterior mean from LMMSE: they differ by many standard errors.
+  CHECK(max_abs_diff(exact, linear) > 0.1);
+}
+
+TEST_CASE("with one Gaussian component the posterior mean is LMMSE", "[inverse]") {
+  Gmm prior = tiny_gmm();
+  prior.components = 1;
+  prior.weights = {1.0};
+  prior.means.resize(3);
+  prior.covariances.resize(9);
+  Rng rng(31);
+  std::vector<std::unique_ptr<MeasurementOperator>> ops;
+  ops.push_back(std::make_unique<DenseOperator>(make_compressed_sensing(2, 3, 4)));
+  ops.push_back(std::make_unique<MaskOperator>(MaskOperator::random(3, 0.4, 6)));
+  ops.push_back(std::make_unique<SeparableImageOperator>(make_gaussian_blur({1, 1, 3}, 0.8)));
+  for (auto& op : ops) {
+    INFO(op->name());
+    const std::vector<double> y = random_vector(4 * op->output_dim(), rng);
+    const std::vector<double> exact = posterior_mean(prior, *op, y, 0.3);
+    CHECK(max_abs_diff(exact, lmmse(prior, *op, y, 0.3)) <= 1e-12 * (max_abs(exact) + 1.0));
+  }
+}
+
+TEST_CASE("the posterior mean tends to A^+ y as sigma_y -> 0 for an invertible A", "[inverse]") {
+  const Gmm prior = tiny_gmm();
+  IdentityOperator op(3);
+  const std::vector<double> y = {0.2, -0.4, 1.3};
+  CHECK(max_abs_diff(posterior_mean(prior, op, y, 1e-5), least_squares(op, y)) <= 1e-8);
+}
+
+TEST_CASE("inverse operators and references reject bad input naming the field", "[inverse]") {
   using Catch::Contains;
   CHECK_THROWS_AS(MaskOperator::random(10, 1.0, 1), std::invalid_argument);
   CHECK_THROWS_WITH(MaskOperator::random(10, 1.0, 1), Contains("missing_fraction"));
@@ -228,4 +318,17 @@ TEST_CASE("inverse operators reject bad input naming the field", "[inverse]") {
   CHECK_THROWS_WITH(op.apply(std::vector<double>(4)), Contains("DenseOperator::apply"));
   CHECK_THROWS_WITH(op.adjoint(std::vector<double>(3)), Contains("DenseOperator::adjoint"));
   CHECK_THROWS_WITH(op.set_batch(0), Contains("rows"));
+
+  const Gmm prior = tiny_gmm();
+  const std::vector<double> y = {0.1, 0.2};
+  CHECK_THROWS_AS(posterior_mean(prior, op, y, 0.0), std::invalid_argument);
+  CHECK_THROWS_WITH(posterior_mean(prior, op, y, 0.0), Contains("sigma_y"));
+  CHECK_THROWS_WITH(posterior_mean(prior, op, y, -1.0), Contains("sigma_y"));
+  CHECK_THROWS_WITH(lmmse(prior, op, y, 0.0), Contains("sigma_y"));
+  CHECK_THROWS_WITH(posterior_mean(prior, op, {0.1, 0.2, 0.3}, 0.5), Contains("y must hold"));
+  DenseOperator wide = make_compressed_sensing(2, 5, 1);
+  CHECK_THROWS_WITH(posterior_mean(prior, wide, y, 0.5),
+                    Contains("input size 5") && Contains("dimension is 3"));
+  CHECK_THROWS_WITH(lmmse(prior, wide, y, 0.5), Contains("input size 5"));
+  CHECK_THROWS_WITH(least_squares(op, {0.1, 0.2, 0.3}), Contains("y must hold"));
 }
