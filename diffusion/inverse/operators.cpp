@@ -50,6 +50,17 @@ void map_plane(const double* plane, const AxisFactor& left, const AxisFactor& ri
               out, rr);
 }
 
+// Every plane of `in` through map_plane: [planes, left.cols(), right.cols()] ->
+// [planes, left.rows(), right.rows()].
+std::vector<double> map_planes(const std::vector<double>& in, int64_t planes,
+                               const AxisFactor& left, const AxisFactor& right) {
+  const int64_t in_plane = left.cols() * right.cols(), out_plane = left.rows() * right.rows();
+  std::vector<double> out(static_cast<size_t>(planes * out_plane));
+  for (int64_t p = 0; p < planes; ++p)
+    map_plane(in.data() + p * in_plane, left, right, out.data() + p * out_plane);
+  return out;
+}
+
 void require_positive(int64_t value, const char* caller, const char* field) {
   if (value < 1)
     throw std::invalid_argument(std::string(caller) + ": " + field + " must be >= 1, got " +
@@ -239,26 +250,15 @@ int64_t SeparableImageOperator::spectral_index(int64_t c, int64_t p) const {
 
 std::vector<double> SeparableImageOperator::apply(const std::vector<double>& x) {
   check_input(x, "SeparableImageOperator::apply");
-  const int64_t planes = batch() * shape_.channels, in_plane = shape_.height * shape_.width,
-                out_plane = out_height_ * out_width_;
-  const AxisFactor left{row_map_, out_height_, shape_.height, false};
-  const AxisFactor right{col_map_, out_width_, shape_.width, false};
-  std::vector<double> y(static_cast<size_t>(planes * out_plane));
-  for (int64_t p = 0; p < planes; ++p)
-    map_plane(x.data() + p * in_plane, left, right, y.data() + p * out_plane);
-  return y;
+  return map_planes(x, batch() * shape_.channels, {row_map_, out_height_, shape_.height, false},
+                    {col_map_, out_width_, shape_.width, false});
 }
 
 std::vector<double> SeparableImageOperator::adjoint(const std::vector<double>& y) {
   check_output(y, "SeparableImageOperator::adjoint");
-  const int64_t planes = batch() * shape_.channels, in_plane = shape_.height * shape_.width,
-                out_plane = out_height_ * out_width_;
-  const AxisFactor left{row_map_, out_height_, shape_.height, true};
-  const AxisFactor right{col_map_, out_width_, shape_.width, true};
-  std::vector<double> x(static_cast<size_t>(planes * in_plane));
-  for (int64_t p = 0; p < planes; ++p)
-    map_plane(y.data() + p * out_plane, left, right, x.data() + p * in_plane);
-  return x;
+  // L^T Y R: both factors transposed.
+  return map_planes(y, batch() * shape_.channels, {row_map_, out_height_, shape_.height, true},
+                    {col_map_, out_width_, shape_.width, true});
 }
 
 std::vector<double> SeparableImageOperator::singular_values() const {
@@ -270,56 +270,50 @@ std::vector<double> SeparableImageOperator::singular_values() const {
   return s;
 }
 
+std::vector<double> SeparableImageOperator::reorder(const std::vector<double>& v,
+                                                    bool to_spectral) const {
+  const int64_t n = input_dim(), in_plane = shape_.height * shape_.width;
+  std::vector<double> out(v.size());
+  for (int64_t b = 0; b < batch(); ++b)
+    for (int64_t c = 0; c < shape_.channels; ++c)
+      for (int64_t p = 0; p < in_plane; ++p) {
+        const int64_t plane_at = (b * shape_.channels + c) * in_plane + p,
+                      spectral_at = b * n + spectral_index(c, p);
+        if (to_spectral)
+          out[spectral_at] = v[plane_at];
+        else
+          out[plane_at] = v[spectral_at];
+      }
+  return out;
+}
+
 std::vector<double> SeparableImageOperator::apply_vt(const std::vector<double>& x) {
   check_input(x, "SeparableImageOperator::apply_vt");
-  const int64_t n = input_dim(), in_plane = shape_.height * shape_.width;
-  // V^T X per plane is V_L^T X V_R = Vt_L X Vt_R^T, then scattered into spectral order.
-  const AxisFactor left{row_svd_.vt, shape_.height, shape_.height, false};
-  const AxisFactor right{col_svd_.vt, shape_.width, shape_.width, false};
-  std::vector<double> z(x.size()), plane(static_cast<size_t>(in_plane));
-  for (int64_t b = 0; b < batch(); ++b)
-    for (int64_t c = 0; c < shape_.channels; ++c) {
-      map_plane(x.data() + (b * shape_.channels + c) * in_plane, left, right, plane.data());
-      for (int64_t p = 0; p < in_plane; ++p) z[b * n + spectral_index(c, p)] = plane[p];
-    }
-  return z;
+  // V^T X per plane is V_L^T X V_R = Vt_L X Vt_R^T.
+  return reorder(
+      map_planes(x, batch() * shape_.channels, {row_svd_.vt, shape_.height, shape_.height, false},
+                 {col_svd_.vt, shape_.width, shape_.width, false}),
+      true);
 }
 
 std::vector<double> SeparableImageOperator::apply_v(const std::vector<double>& z) {
   check_input(z, "SeparableImageOperator::apply_v");
-  const int64_t n = input_dim(), in_plane = shape_.height * shape_.width;
-  const AxisFactor left{row_svd_.vt, shape_.height, shape_.height, true};
-  const AxisFactor right{col_svd_.vt, shape_.width, shape_.width, true};
-  std::vector<double> x(z.size()), plane(static_cast<size_t>(in_plane));
-  for (int64_t b = 0; b < batch(); ++b)
-    for (int64_t c = 0; c < shape_.channels; ++c) {
-      for (int64_t p = 0; p < in_plane; ++p) plane[p] = z[b * n + spectral_index(c, p)];
-      map_plane(plane.data(), left, right, x.data() + (b * shape_.channels + c) * in_plane);
-    }
-  return x;
+  return map_planes(reorder(z, false), batch() * shape_.channels,
+                    {row_svd_.vt, shape_.height, shape_.height, true},
+                    {col_svd_.vt, shape_.width, shape_.width, true});
 }
 
 std::vector<double> SeparableImageOperator::apply_ut(const std::vector<double>& y) {
   check_output(y, "SeparableImageOperator::apply_ut");
-  const int64_t planes = batch() * shape_.channels, out_plane = out_height_ * out_width_;
   // U^T Y per plane is U_L^T Y U_R; the kept pairs are in the plane's own row-major order.
-  const AxisFactor left{row_svd_.u, out_height_, out_height_, true};
-  const AxisFactor right{col_svd_.u, out_width_, out_width_, true};
-  std::vector<double> z(y.size());
-  for (int64_t p = 0; p < planes; ++p)
-    map_plane(y.data() + p * out_plane, left, right, z.data() + p * out_plane);
-  return z;
+  return map_planes(y, batch() * shape_.channels, {row_svd_.u, out_height_, out_height_, true},
+                    {col_svd_.u, out_width_, out_width_, true});
 }
 
 std::vector<double> SeparableImageOperator::apply_u(const std::vector<double>& z) {
   check_output(z, "SeparableImageOperator::apply_u");
-  const int64_t planes = batch() * shape_.channels, out_plane = out_height_ * out_width_;
-  const AxisFactor left{row_svd_.u, out_height_, out_height_, false};
-  const AxisFactor right{col_svd_.u, out_width_, out_width_, false};
-  std::vector<double> y(z.size());
-  for (int64_t p = 0; p < planes; ++p)
-    map_plane(z.data() + p * out_plane, left, right, y.data() + p * out_plane);
-  return y;
+  return map_planes(z, batch() * shape_.channels, {row_svd_.u, out_height_, out_height_, false},
+                    {col_svd_.u, out_width_, out_width_, false});
 }
 
 namespace {

@@ -94,6 +94,8 @@ class SeparableImageOperator final : public MeasurementOperator {
  private:
   // Position of in-plane spectral pair p = i * W + j in the spectral vector of channel c.
   int64_t spectral_index(int64_t c, int64_t p) const;
+  // [B, n] from plane order (channel, then pair i * W + j) into spectral order, or back.
+  std::vector<double> reorder(const std::vector<double>& v, bool to_spectral) const;
 
   std::string name_;
   ImageShape shape_;
