@@ -11,6 +11,7 @@
 #include "datasets/gmm.hpp"
 #include "diffusion/inverse/operators.hpp"
 #include "diffusion/inverse/posterior.hpp"
+#include "nn/lipschitz/singular_values.hpp"
 
 using dpm::Rng;
 using dpm::datasets::Gmm;
@@ -116,6 +117,20 @@ TEST_CASE("every operator's adjoint satisfies <A x, y> = <x, A^T y>", "[inverse]
     const std::vector<double> y = random_vector(3 * op->output_dim(), rng);
     const double left = dot(op->apply(x), y), right = dot(x, op->adjoint(y));
     CHECK(std::abs(left - right) <= 1e-12 * (std::abs(left) + 1.0));
+  }
+}
+
+// The operators are dpm::LinearOperators: the shared norm solver measures them like any layer or
+// Jacobian, and finds the largest of the singular values they know in closed form.
+TEST_CASE("the shared solver finds every operator's largest singular value", "[inverse]") {
+  for (auto& op : all_operators()) {
+    INFO(op->name());
+    op->set_batch(2);  // every row the same map
+    const std::vector<double> s = op->singular_values();
+    const double largest = *std::max_element(s.begin(), s.end());
+    const dpm::lipschitz::TopSingularValues measured = dpm::lipschitz::top_singular_value(
+        *op, {.tolerance = 1e-12, .max_iterations = 200, .max_subspace = 200});
+    for (const double sigma : measured.sigma) CHECK(sigma == Approx(largest).epsilon(1e-9));
   }
 }
 
