@@ -46,6 +46,37 @@ struct Prior {
 Prior network_prior(NetworkPredictor& network);  // J^T u through the network's tape
 Prior oracle_prior(GmmOracle& oracle);           // J^T u exact, by Hess log p_t
 
+// The timestep sub-sequence a solver runs on, built as the RED-Diff authors' code builds it
+// (docs/inverse.md, Solvers): skip = (start_step - end_step) / num_steps (integer division) and the
+// steps end_step + 1 + i skip for i = 0 .. num_steps - 1, in dpmlab's 1-based steps (the authors'
+// 0-based step k is step k + 1 here). Each step t is paired with the grid step below it, s (0, the
+// clean data with abar_0 = 1, below the lowest).
+struct StepGrid {
+  int64_t start_step = 0;  // 0: the schedule's T
+  int64_t end_step = 0;    // the grid's lowest step is end_step + 1
+  int64_t num_steps = 50;  // 0: every step, start_step - end_step of them
+
+  // Ascending [num_steps]. Throws std::invalid_argument naming `caller` and the field when
+  // end_step < 0, start_step > T, num_steps < 0 or num_steps > start_step - end_step.
+  std::vector<int64_t> steps(const Schedule& schedule, const char* caller) const;
+};
+
+// One step of the grid from t down to s < t.
+struct StepPair {
+  int64_t t = 0, s = 0;
+};
+// The grid's pairs from the top step down: (t_K, t_{K-1}), ..., (t_1, 0).
+std::vector<StepPair> descending_pairs(const std::vector<int64_t>& ascending_steps);
+
+// The generalised DDIM step of the authors' code from t to s with x0_hat and eps predicted at t:
+// x_s = sqrt(abar_s) x0_hat + c1 z + c2 eps, z ~ N(0, I), with
+// c1 = eta sqrt((1 - abar_t / abar_s) (1 - abar_s) / (1 - abar_t)), c2 = sqrt(1 - abar_s - c1^2).
+// eta = 0 is DDIM, eta = 1 the ancestral step with variance beta~ (for s = t - 1).
+struct DdimCoefficients {
+  double sqrt_abar_s = 1.0, c1 = 0.0, c2 = 0.0;
+};
+DdimCoefficients ddim_coefficients(const Schedule& schedule, StepPair step, double eta);
+
 struct Restored {
   DoubleBatch x_hat;            // [B, sample_shape...]
   int64_t evaluations = 0;      // batched predictor evaluations (NFE)
