@@ -8,35 +8,10 @@
 
 #include "autograd/rng.hpp"
 #include "datasets/dense.hpp"
+#include "diffusion/error_stats.hpp"
 
 namespace dpm::diffusion {
 namespace {
-
-// Per-sample squared errors ||x_i - x_hat_i||^2.
-std::vector<double> squared_errors(const std::vector<double>& x, const std::vector<double>& x_hat,
-                                   int64_t dim) {
-  std::vector<double> e(x.size() / static_cast<size_t>(dim), 0.0);
-  for (size_t i = 0; i < e.size(); ++i)
-    for (int64_t j = 0; j < dim; ++j) {
-      const double d = x[i * dim + j] - x_hat[i * dim + j];
-      e[i] += d * d;
-    }
-  return e;
-}
-
-// sum_i v_i / sum_i p_i and its delta-method standard error.
-std::pair<double, double> ratio_with_se(const std::vector<double>& v,
-                                        const std::vector<double>& p) {
-  double sum_v = 0.0, sum_p = 0.0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    sum_v += v[i];
-    sum_p += p[i];
-  }
-  const double r = sum_v / sum_p;
-  double spread = 0.0;
-  for (size_t i = 0; i < v.size(); ++i) spread += (v[i] - r * p[i]) * (v[i] - r * p[i]);
-  return {r, std::sqrt(spread) / sum_p};
-}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
