@@ -3,19 +3,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <memory>
 #include <set>
 
 #include "autograd/rng.hpp"
-#include "datasets/data_files.hpp"
 #include "diffusion/oracle.hpp"
+#include "experiments/prior_inputs.hpp"
 #include "experiments/report/format.hpp"
 
 namespace dpm::experiments {
 namespace {
 
-namespace fs = std::filesystem;
 using diffusion::DenoiseBenchEntry;
 using diffusion::Estimator;
 using diffusion::EstimatorKind;
@@ -282,13 +280,12 @@ std::vector<DenoiseBenchUnit> DenoiseBenchPlan::units() const {
 }
 
 DenoiseBenchInputs read_inputs(const DenoiseBenchPlan& given) {
-  DenoiseBenchInputs in{given, {}, std::nullopt, {}};
+  PriorInputs prior = read_prior_inputs(given.gmm, given.checkpoint);
+  DenoiseBenchInputs in{given, std::move(prior.gmm), std::move(prior.network), prior.network_shape};
   DenoiseBenchPlan& plan = in.plan;
-  datasets::TrainingData data;
+  plan.gmm = prior.gmm_path;
   // The network, if any, fixes the schedule of the detailed experiments: it runs at its own T.
-  if (!plan.checkpoint.empty()) {
-    in.network = diffusion::load_dpm_checkpoint(plan.checkpoint);
-    data = datasets::training_data(in.network->metadata, plan.checkpoint);
+  if (in.network) {
     const diffusion::Schedule& own = in.network->schedule;
     if (plan.detail_T != 0 && plan.detail_T != own.T())
       throw PlanError("checkpoint", "the network was trained with T = " + std::to_string(own.T()) +
@@ -306,30 +303,6 @@ DenoiseBenchInputs read_inputs(const DenoiseBenchPlan& given) {
   }
   if (plan.detail_T == 0) plan.detail_T = kOracleDetailT;
   if (plan.schedule.empty()) plan.schedule = "paper_linear";
-
-  // The prior: the plan's, else the GMM of the network's training data directory.
-  const fs::path beside_data = fs::path(data.source) / datasets::kGmmFileName;
-  if (plan.gmm.empty() && !data.source.empty() && fs::exists(beside_data))
-    plan.gmm = beside_data.string();
-  if (plan.gmm.empty())
-    throw PlanError("gmm", "is required: the prior, a " + std::string(datasets::kGmmFileName) +
-                               " written by `dpmlab gmm make`");
-  if (!fs::exists(plan.gmm)) throw PlanError("gmm", "'" + plan.gmm + "' does not exist");
-  in.gmm = datasets::load_gmm(plan.gmm);
-
-  if (in.network) {
-    try {
-      in.network_shape = data.model_shape ? *data.model_shape
-                                          : datasets::model_input_shape(in.network->model->config(),
-                                                                        Shape{in.gmm.dim});
-    } catch (const std::invalid_argument& e) {
-      throw PlanError("checkpoint", e.what());
-    }
-    if (in.network_shape.numel() != in.gmm.dim)
-      throw PlanError("gmm", "the GMM has dimension " + std::to_string(in.gmm.dim) +
-                                 ", the network (--checkpoint) takes samples of shape " +
-                                 in.network_shape.str());
-  }
   return in;
 }
 
