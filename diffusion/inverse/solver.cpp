@@ -8,7 +8,7 @@
 namespace dpm::diffusion::inverse {
 
 int64_t Problem::validate(const MeasurementOperator& op, const char* caller,
-                                bool require_positive_sigma) const {
+                          bool require_positive_sigma) const {
   const std::string where = std::string(caller) + ": ";
   if (sample_shape.ndim() == 0)
     throw std::invalid_argument(where + "sample_shape is empty; expected the shape of one x0");
@@ -40,10 +40,9 @@ std::vector<int64_t> StepGrid::steps(const Schedule& schedule, const char* calle
     throw std::invalid_argument(where + "end_step must lie in 0.." + std::to_string(start - 1) +
                                 ", got " + std::to_string(end_step));
   if (num_steps < 0 || num_steps > start - end_step)
-    throw std::invalid_argument(where + "num_steps must lie in 0.." +
-                                std::to_string(start - end_step) +
-                                " (start_step - end_step; 0: all of them), got " +
-                                std::to_string(num_steps));
+    throw std::invalid_argument(
+        where + "num_steps must lie in 0.." + std::to_string(start - end_step) +
+        " (start_step - end_step; 0: all of them), got " + std::to_string(num_steps));
   const int64_t count = num_steps == 0 ? start - end_step : num_steps;
   const int64_t skip = (start - end_step) / count;
   std::vector<int64_t> grid(static_cast<size_t>(count));
@@ -61,8 +60,7 @@ std::vector<StepPair> descending_pairs(const std::vector<int64_t>& ascending_ste
 
 DdimCoefficients ddim_coefficients(const Schedule& schedule, StepPair step, double eta) {
   const double abar_t = schedule.abar(step.t), abar_s = schedule.abar(step.s);
-  const double c1 =
-      eta * std::sqrt((1.0 - abar_t / abar_s) * (1.0 - abar_s) / (1.0 - abar_t));
+  const double c1 = eta * std::sqrt((1.0 - abar_t / abar_s) * (1.0 - abar_s) / (1.0 - abar_t));
   return {std::sqrt(abar_s), c1, std::sqrt(std::max(0.0, 1.0 - abar_s - c1 * c1))};
 }
 
