@@ -6,7 +6,14 @@
 //   w_t = lambda * weighting(sqrt(1 - abar_t) / sqrt(abar_t)),
 // with mu started at A^+ y. The regulariser needs no Jacobian of the network: its gradient in mu
 // is w_t (eps(x_t, t) - eps). Each row of the batch is its own problem: its gradient is that of
-// its own loss and Adam acts element-wise, so a row's result does not depend on the others.
+// its own loss (the authors' code averages the loss over the batch too, a factor 1 / B that Adam
+// all but cancels) and Adam acts element-wise, so a row's result does not depend on the others.
+//
+// Noise: every step draws z = noise_x0 [B, n] and then eps = noise_xt [B, n] from the Rng, both
+// row-major, as the authors' code does (z also when sigma_x0 = 0); StepOrder::random draws its
+// permutation before any noise. The result is mu, not the last x0_pred = mu + sigma_x0 z: the
+// authors' code returns both, and mu is their restoration (they equal each other at their
+// default sigma_x0 = 0).
 #include <cstdint>
 #include <vector>
 
@@ -57,5 +64,18 @@ Restored red_diff(const RedDiffSettings& settings, MeasurementOperator& op, cons
 Restored red_diff_on_steps(const RedDiffSettings& settings, const std::vector<int64_t>& steps,
                            MeasurementOperator& op, const Problem& problem, const Prior& prior,
                            Rng& rng);
+
+// One step's gradient in mu [B, n] at step t from mu and the step's draws noise_x0 and noise_xt
+// (each [B, n]): with x0_pred = mu + sigma_x0 noise_x0 and r_t = eps(x_t, t) - noise_xt,
+//   authors_mean: obs_weight A^T (A x0_pred - y) / m + w_t r_t / n,
+//   likelihood:   obs_weight A^T (A x0_pred - y) / sigma_y^2 + w_t r_t,
+// r_t averaged with its antithetic twin eps(x_t', t) + noise_xt (x_t' built with -noise_xt) when
+// settings.antithetic. One predictor evaluation (of 2B rows when antithetic). Public so that tests
+// can check it against closed forms.
+std::vector<double> red_diff_gradient(const RedDiffSettings& settings, MeasurementOperator& op,
+                                      const Problem& problem, const Prior& prior, int64_t t,
+                                      const std::vector<double>& mu,
+                                      const std::vector<double>& noise_x0,
+                                      const std::vector<double>& noise_xt);
 
 }  // namespace dpm::diffusion::inverse

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace dpm::diffusion::inverse {
 
@@ -27,6 +29,28 @@ int64_t Problem::validate(const MeasurementOperator& op, const char* caller,
                                 (require_positive_sigma ? "positive" : "non-negative") +
                                 " and finite, got " + std::to_string(sigma_y));
   return static_cast<int64_t>(y.size()) / m;
+}
+
+DoubleBatch Problem::batch(std::vector<double> values, int64_t rows) const {
+  std::vector<int64_t> dims{rows};
+  for (int i = 0; i < sample_shape.ndim(); ++i) dims.push_back(sample_shape[i]);
+  DoubleBatch out{Shape(dims), std::move(values)};
+  out.validate("Problem::batch");
+  return out;
+}
+
+std::vector<double> standard_normals(Rng& rng, int64_t count) {
+  std::vector<double> draws(static_cast<size_t>(count));
+  for (double& v : draws) v = rng.normal();
+  return draws;
+}
+
+void require_setting(bool ok, const char* caller, const char* field, const char* expected,
+                     double value) {
+  if (ok) return;
+  std::ostringstream message;
+  message << caller << ": " << field << " must be " << expected << ", got " << value;
+  throw std::invalid_argument(message.str());
 }
 
 std::vector<int64_t> StepGrid::steps(const Schedule& schedule, const char* caller) const {

@@ -33,7 +33,17 @@ struct Problem {
   // negative or not finite, or (require_positive_sigma) not positive.
   int64_t validate(const MeasurementOperator& op, const char* caller,
                    bool require_positive_sigma) const;
+  // `values` as a batch of `rows` samples [rows, sample_shape...], the predictor's input shape.
+  DoubleBatch batch(std::vector<double> values, int64_t rows) const;
 };
+
+// `count` independent standard normals drawn in order from rng (the solvers' noise).
+std::vector<double> standard_normals(Rng& rng, int64_t count);
+
+// Throws std::invalid_argument "<caller>: <field> must be <expected>, got <value>" unless ok: the
+// settings checks of the solvers.
+void require_setting(bool ok, const char* caller, const char* field, const char* expected,
+                     double value);
 
 // The DM prior: eps(x_t, t) on the schedule it was trained for, and J_eps(x)^T u at step t for
 // the solvers that need it (eps_jacobian is empty for a predictor without one; the solvers that
