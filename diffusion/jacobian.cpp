@@ -33,27 +33,16 @@ class FrozenParameters {
   std::vector<bool> required_;
 };
 
-// Eval mode while alive; the previous mode is restored however the scope exits.
-class EvalScope {
- public:
-  explicit EvalScope(nn::Module& module) : module_(module), training_(module.is_training()) {
-    module_.eval();
-  }
-  ~EvalScope() { module_.train(training_); }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  nn::Module& module_;
-  bool training_;
-};
-
 }  // namespace
 
 EpsJacobian::EpsJacobian(NoisePredictor& predictor, int64_t t, DoubleBatch x)
     : t_(t), x_(std::move(x)), predictor_(predictor) {
   x_.validate("EpsJacobian");
   if (x_.batch() < 1) throw std::invalid_argument("EpsJacobian: the batch of points is empty");
+}
+
+DoubleBatch EpsJacobian::eps() {
+  return predictor_.predict_eps(x_, t_);
 }
 
 std::vector<double> EpsJacobian::apply(const std::vector<double>& v) {
@@ -93,14 +82,14 @@ NetworkEpsJacobian::NetworkEpsJacobian(NetworkPredictor& network, int64_t t, Dou
 }
 
 void NetworkEpsJacobian::build_graph() {
-  nn::NoiseModel& model = network_.model();
-  FrozenParameters frozen(model);
-  EvalScope eval(model);
-  const auto rows = static_cast<size_t>(batch());
+  FrozenParameters frozen(network_.model());
   input_ = Variable(x_.to_tensor(), /*requires_grad=*/true);
-  const Variable out = model.forward(input_, std::vector<int64_t>(rows, t_ - 1));
-  eps_ = convert_prediction(out, network_.options().target, PredictionTarget::eps, input_,
-                            std::vector<double>(rows, network_.schedule().abar(t_)));
+  eps_ = network_.eps_graph(input_, t_);
+}
+
+DoubleBatch NetworkEpsJacobian::eps() {
+  if (!eps_.defined()) build_graph();
+  return DoubleBatch::from_tensor(eps_.data());
 }
 
 std::vector<double> NetworkEpsJacobian::adjoint(const std::vector<double>& u) {

@@ -57,6 +57,9 @@ class EpsJacobian : public BatchJacobian {
   int64_t batch() const override { return x_.batch(); }
   int64_t dim() const override { return x_.row_size(); }
   std::vector<double> apply(const std::vector<double>& v) override;
+  // eps(x, t) at the points, one evaluation (a network's is the forward of the graph its next
+  // J^T u reuses, so that eps and one J^T u together cost one forward and one backward).
+  virtual DoubleBatch eps();
 
  protected:
   int64_t t_;
@@ -67,13 +70,15 @@ class EpsJacobian : public BatchJacobian {
 };
 
 // J^T u through the network's tape: one forward with a graph at x (eval mode, parameters frozen
-// so no weight gradients are computed), then one backward per product. keep_graph holds the
-// graph between products (repeated J^T u at one point cost one backward each); without it the
-// graph is rebuilt per product, so a long chain of steps holds one graph at a time.
+// so no weight gradients are computed; one evaluation of the predictor), then one backward per
+// product. keep_graph holds the graph between products (repeated J^T u at one point cost one
+// backward each); without it the graph is rebuilt per product, so a long chain of steps holds one
+// graph at a time.
 class NetworkEpsJacobian final : public EpsJacobian {
  public:
   NetworkEpsJacobian(NetworkPredictor& network, int64_t t, DoubleBatch x, bool keep_graph = true);
   std::vector<double> adjoint(const std::vector<double>& u) override;
+  DoubleBatch eps() override;  // builds the graph unless it is held
 
  private:
   void build_graph();

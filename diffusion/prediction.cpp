@@ -34,6 +34,22 @@ CoefficientColumns coefficient_columns(PredictionTarget from, PredictionTarget t
   return c;
 }
 
+// Eval mode while alive (BatchNorm uses running statistics); the caller's mode is restored however
+// the scope exits.
+class EvalScope {
+ public:
+  explicit EvalScope(nn::Module& module) : module_(module), training_(module.is_training()) {
+    module_.eval();
+  }
+  ~EvalScope() { module_.train(training_); }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  nn::Module& module_;
+  bool training_;
+};
+
 }  // namespace
 
 const char* prediction_target_name(PredictionTarget target) {
@@ -146,19 +162,17 @@ NetworkPredictor::NetworkPredictor(std::shared_ptr<nn::NoiseModel> model, Schedu
                                 std::to_string(options_.max_batch));
 }
 
-Tensor NetworkPredictor::compute_eps(const Tensor& x, int64_t t) {
-  const int64_t n = batch_size_of(x, "NetworkPredictor", "x");
+void NetworkPredictor::check_step(int64_t t) const {
   if (t < 1 || t > schedule_.T())
     throw std::invalid_argument("NetworkPredictor: step " + std::to_string(t) + " outside 1.." +
                                 std::to_string(schedule_.T()));
+}
+
+Tensor NetworkPredictor::compute_eps(const Tensor& x, int64_t t) {
+  const int64_t n = batch_size_of(x, "NetworkPredictor", "x");
+  check_step(t);
   NoGradGuard no_grad;
-  // Eval mode for the call (BatchNorm uses running statistics), then the caller's mode again.
-  struct ModeRestore {
-    nn::Module& module;
-    bool training;
-    ~ModeRestore() { module.train(training); }
-  } restore{*model_, model_->is_training()};
-  model_->eval();
+  EvalScope eval(*model_);
   if (n <= options_.max_batch) return eps_of_chunk(x, t);
   Tensor out = Tensor::empty(x.shape());
   for (int64_t begin = 0; begin < n; begin += options_.max_batch) {
@@ -175,6 +189,16 @@ Tensor NetworkPredictor::eps_of_chunk(const Tensor& x, int64_t t) {
       model_->forward(Variable(xc), std::vector<int64_t>(static_cast<size_t>(n), t - 1)).data();
   if (options_.target == PredictionTarget::eps) return out;
   return convert_prediction(out, options_.target, PredictionTarget::eps, xc,
+                            std::vector<double>(static_cast<size_t>(n), schedule_.abar(t)));
+}
+
+Variable NetworkPredictor::eps_graph(const Variable& x, int64_t t) {
+  const int64_t n = batch_size_of(x.data(), "NetworkPredictor::eps_graph", "x");
+  check_step(t);
+  count_evaluation();
+  EvalScope eval(*model_);
+  const Variable out = model_->forward(x, std::vector<int64_t>(static_cast<size_t>(n), t - 1));
+  return convert_prediction(out, options_.target, PredictionTarget::eps, x,
                             std::vector<double>(static_cast<size_t>(n), schedule_.abar(t)));
 }
 

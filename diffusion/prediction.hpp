@@ -63,8 +63,14 @@ class NetworkPredictor : public NoisePredictor {
   const Schedule& schedule() const { return schedule_; }
   const NetworkPredictorOptions& options() const { return options_; }
 
+  // eps as a differentiable function of x [B, ...]: the forward in eval mode with a graph
+  // recorded (for J_eps^T u by a backward pass; not chunked by max_batch), converted to eps.
+  // One evaluation.
+  Variable eps_graph(const Variable& x, int64_t t);
+
  private:
   Tensor compute_eps(const Tensor& x, int64_t t) override;
+  void check_step(int64_t t) const;
   Tensor eps_of_chunk(const Tensor& x, int64_t t);
 
   std::shared_ptr<nn::NoiseModel> model_;

@@ -5,8 +5,10 @@
 // minus the measurement gradient
 //   zeta / ||y - A x0_hat(x_t)|| * grad_{x_t} ||y - A x0_hat(x_t)||^2,
 //   x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps(x_t, t)) / sqrt(abar_t),
-// the gradient taken through the predictor by J_eps^T (the network's tape, or exactly for eps*).
-// The result is x_0 of the last step (a posterior sample, not the posterior mean).
+// the gradient taken through the predictor by J_eps^T (the network's tape, or exactly for eps*);
+// a row with ||y - A x0_hat|| = 0 gets no guidance at that step. Each step costs one evaluation
+// and one backward pass; the noise is drawn as guidance.hpp says (x_T's, then one draw per step
+// with c1 > 0). The result is x_0 of the last step (a posterior sample, not the posterior mean).
 #include <vector>
 
 #include "diffusion/inverse/solver.hpp"

@@ -6,8 +6,13 @@
 //   x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps(x_t, t)) / sqrt(abar_t), where
 //   noiseless: g = A^+ y - A^+ A x0_hat (the RED-Diff repository's baseline, algos/pgdm.py);
 //   noisy:     g = A^T (r_t^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat), r_t^2 = 1 - abar_t (the
-//              paper's form for unit-variance data; by the operator's SVD).
-// The result is x_0 of the last step.
+//              paper's form for unit-variance data; by the operator's SVD, needs sigma_y > 0).
+// g is held fixed (stop-gradient) in the product: the guidance is grad_{x_t} <sg(g), x0_hat(x_t)>.
+// Each step costs one evaluation and one backward pass; the noise is drawn as guidance.hpp says.
+// The result is x_0 of the last step. Unlike the authors' code for their 'in2' inpainting, x0_hat
+// is not overwritten by y on the observed entries.
+#include <vector>
+
 #include "diffusion/inverse/solver.hpp"
 
 namespace dpm::diffusion::inverse {
@@ -15,7 +20,7 @@ namespace dpm::diffusion::inverse {
 enum class PigdmGuidance { noiseless, noisy };
 
 struct PigdmSettings {
-  StepGrid grid;  // 50 steps over 1..T
+  StepGrid grid{0, 0, 50};  // 50 steps over 1..T
   PigdmGuidance guidance = PigdmGuidance::noiseless;
   double weight = 1.0;  // grad_term_weight of the authors' config
   double eta = 0.0;     // the authors' config; their scripts use 1.0 for noisy inpainting
@@ -23,9 +28,21 @@ struct PigdmSettings {
   void validate(const char* caller) const;  // std::invalid_argument naming the field
 };
 
-// Throws std::invalid_argument when the operator has no SVD (noisy guidance) or when noisy
-// guidance meets sigma_y = 0 at a step with r_t = 0.
+// Throws std::invalid_argument for noisy guidance when the operator has no SVD or sigma_y is not
+// positive.
 Restored pigdm(const PigdmSettings& settings, MeasurementOperator& op, const Problem& problem,
                const Prior& prior, Rng& rng);
+
+// The guidance at x_t [B, n] at step t, without the step's coefficient: g and
+// J_x0hat(x_t)^T g for every row, with x0_hat; one predictor evaluation and one J_eps^T product.
+// Public so that the guidance can be checked against closed forms and finite differences.
+struct PigdmGuidanceTerm {
+  std::vector<double> g;         // [B, n]
+  std::vector<double> gradient;  // [B, n]: J_x0hat^T g
+  std::vector<double> x0_hat;    // [B, n]
+};
+PigdmGuidanceTerm pigdm_guidance(PigdmGuidance kind, MeasurementOperator& op,
+                                 const Problem& problem, const Prior& prior, int64_t t,
+                                 const DoubleBatch& x_t);
 
 }  // namespace dpm::diffusion::inverse
