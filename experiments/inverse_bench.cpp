@@ -1,0 +1,425 @@
+#include "experiments/inverse_bench.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "autograd/rng.hpp"
+#include "diffusion/inverse/ddrm.hpp"
+#include "diffusion/inverse/dps.hpp"
+#include "diffusion/inverse/operators.hpp"
+#include "diffusion/inverse/posterior.hpp"
+#include "diffusion/oracle.hpp"
+#include "experiments/prior_inputs.hpp"
+#include "experiments/report/format.hpp"
+
+namespace dpm::experiments {
+namespace {
+
+namespace inv = diffusion::inverse;
+using Kind = InverseBenchUnitKind;
+
+// eps*'s schedule when no network fixes it: the paper's, at the T of its trained networks.
+constexpr int64_t kDefaultOracleT = 300;
+
+void require_finite(const std::string& field, double value, double min_value, bool inclusive,
+                    double max_value = INFINITY) {
+  if (!std::isfinite(value) || value < min_value || (!inclusive && value == min_value) ||
+      value > max_value)
+    throw PlanError(
+        field,
+        "must be " + std::string(inclusive ? ">= " : "> ") + report::number(min_value) +
+            (std::isfinite(max_value) ? " and <= " + report::number(max_value) : std::string()) +
+            ", got " + report::number(value));
+}
+
+// Random streams, each a function of the seed and what it is for, so that a unit's draws do not
+// depend on which other units run: the clean samples, each task's operator, each (task, sigma_y)
+// case's measurement noise and each solver's noise on a case (the same for both predictors, so
+// their rows are paired).
+enum Stream : uint64_t { samples_stream, operator_stream, noise_stream, solver_stream };
+
+}  // namespace
+
+std::string InverseTask::name() const {
+  if (kind == InverseTaskKind::compressed_sensing)
+    return "cs M=" + std::to_string(static_cast<int64_t>(value));
+  return "inpaint " + report::number(100.0 * value) + "%";
+}
+
+std::string RedDiffVariant::name() const {
+  return std::string(choice_name(weighting)) + ", lambda " + report::number(lambda) + ", " +
+         choice_name(order);
+}
+
+std::string InverseBenchUnit::stage() const {
+  std::string text = task.name() + ", sigma_y " + report::number(sigma_y) + ": ";
+  if (kind == Kind::references) return text + "references";
+  text += std::string(choice_name(solver)) + " (" + std::to_string(steps) + " steps), " + predictor;
+  return variant ? text + ", " + variant->name() : text;
+}
+
+void InverseBenchPlan::validate() const {
+  if (parts.empty()) throw PlanError("parts", "is empty");
+  if (cs_rows.empty() && missing.empty())
+    throw PlanError("cs_rows", "no task: give compressed-sensing rows or inpainting fractions");
+  if (!cs_rows.empty()) require_list("cs_rows", cs_rows, 1, 100000);
+  if (!missing.empty()) {
+    require_list("missing", missing);
+    for (double f : missing) require_finite("missing", f, 0.0, true, 0.99);
+  }
+  require_list("sigma_y", sigma_y);
+  for (double s : sigma_y) require_finite("sigma_y", s, 0.0, false);
+  if (solvers.empty()) throw PlanError("solvers", "is empty");
+  require_range("samples", samples, 2, 1'000'000);
+  if (!schedule.empty()) {
+    try {
+      diffusion::parse_schedule_kind(schedule);
+    } catch (const std::invalid_argument& e) {
+      throw PlanError("schedule", e.what());
+    }
+  }
+  if (T != 0) require_range("T", T, 1, 100000);
+  require_range("red_diff_steps", red_diff_steps, 1, 100000);
+  require_finite("red_diff_lr", red_diff_lr, 0.0, false);
+  require_finite("red_diff_lambda", red_diff_lambda, 0.0, true);
+  require_range("dps_steps", dps_steps, 0, 100000);
+  require_finite("dps_zeta", dps_zeta, 0.0, true);
+  require_finite("dps_eta", dps_eta, 0.0, true, 1.0);
+  require_range("pigdm_steps", pigdm_steps, 1, 100000);
+  require_finite("pigdm_eta", pigdm_eta, 0.0, true, 1.0);
+  require_finite("pigdm_weight", pigdm_weight, 0.0, true);
+  require_range("ddrm_steps", ddrm_steps, 1, 100000);
+  require_finite("ddrm_eta", ddrm_eta, 0.0, true, 1.0);
+  require_finite("ddrm_eta_b", ddrm_eta_b, 0.0, true, 1.0);
+  if (runs(InverseBenchPart::nfe)) require_list("nfe_steps", nfe_steps, 1, 100000);
+  if (runs(InverseBenchPart::ablation)) {
+    require_list("ablation_lambda", ablation_lambda);
+    for (double l : ablation_lambda) require_finite("ablation_lambda", l, 0.0, true);
+  }
+}
+
+InverseBenchPlan InverseBenchPlan::from_json(const nlohmann::json& json) {
+  InverseBenchPlan plan = plan_from_json<InverseBenchPlan>(json);
+  plan.validate();
+  return plan;
+}
+
+bool InverseBenchPlan::runs(InverseBenchPart part) const {
+  return std::find(parts.begin(), parts.end(), part) != parts.end();
+}
+
+std::vector<InverseTask> InverseBenchPlan::tasks() const {
+  std::vector<InverseTask> list;
+  for (int64_t m : cs_rows)
+    list.push_back({InverseTaskKind::compressed_sensing, static_cast<double>(m)});
+  for (double f : missing) list.push_back({InverseTaskKind::inpainting, f});
+  return list;
+}
+
+std::vector<std::string> InverseBenchPlan::predictors() const {
+  if (checkpoint.empty()) return {"oracle"};
+  return {"oracle", "network"};
+}
+
+namespace {
+
+int64_t table_steps(const InverseBenchPlan& plan, InverseSolver solver, int64_t T) {
+  switch (solver) {
+    case InverseSolver::red_diff:
+      return plan.red_diff_steps;
+    case InverseSolver::dps:
+      return plan.dps_steps == 0 ? T : plan.dps_steps;
+    case InverseSolver::pigdm:
+      return plan.pigdm_steps;
+    case InverseSolver::ddrm:
+      return plan.ddrm_steps;
+  }
+  return 0;
+}
+
+const char* steps_field(InverseSolver solver) {
+  switch (solver) {
+    case InverseSolver::red_diff: return "red_diff_steps";
+    case InverseSolver::dps: return "dps_steps";
+    case InverseSolver::pigdm: return "pigdm_steps";
+    case InverseSolver::ddrm: return "ddrm_steps";
+  }
+  return "";
+}
+
+// The ablation's RED-Diff settings: every weighting, every lambda, every step order, each
+// varied alone from the plan's own setting (which appears once).
+std::vector<RedDiffVariant> ablation_variants(const InverseBenchPlan& plan) {
+  const RedDiffVariant base{plan.red_diff_weighting, plan.red_diff_lambda,
+                            inv::StepOrder::descending};
+  std::vector<RedDiffVariant> variants;
+  std::set<std::string> seen;
+  auto add = [&](RedDiffVariant v) {
+    if (seen.insert(v.name()).second) variants.push_back(v);
+  };
+  for (const auto& [weighting, name] : Choices<inv::RedDiffWeighting>::values)
+    add({weighting, base.lambda, base.order});
+  for (double lambda : plan.ablation_lambda) add({base.weighting, lambda, base.order});
+  for (const auto& [order, name] : Choices<inv::StepOrder>::values)
+    add({base.weighting, base.lambda, order});
+  return variants;
+}
+
+}  // namespace
+
+std::vector<InverseBenchUnit> InverseBenchPlan::units() const {
+  if (T == 0 && !checkpoint.empty())
+    throw PlanError("T", "is the checkpoint's T, unknown before it is read (read_inputs)");
+  const int64_t steps_T = T == 0 ? kDefaultOracleT : T;
+  const std::vector<InverseTask> task_list = tasks();
+  std::vector<InverseBenchUnit> units;
+  auto solve = [&](InverseBenchPart part, const InverseTask& task, double sigma,
+                   const std::string& predictor, InverseSolver solver, int64_t steps,
+                   std::optional<RedDiffVariant> variant = std::nullopt) {
+    units.push_back({Kind::solve, part, task, sigma, predictor, solver, steps, variant});
+  };
+  const bool table = runs(InverseBenchPart::table);
+  for (const InverseTask& task : task_list)
+    for (double sigma : sigma_y) {
+      const bool first = task == task_list.front() && sigma == sigma_y.front();
+      if (!table && !first) continue;
+      InverseBenchUnit references;
+      references.task = task;
+      references.sigma_y = sigma;
+      units.push_back(references);
+      if (!table) continue;
+      for (const std::string& p : predictors())
+        for (InverseSolver solver : solvers)
+          solve(InverseBenchPart::table, task, sigma, p, solver,
+                table_steps(*this, solver, steps_T));
+    }
+  const InverseTask& task = task_list.front();
+  const double sigma = sigma_y.front();
+  if (runs(InverseBenchPart::nfe))
+    for (const std::string& p : predictors())
+      for (InverseSolver solver : solvers)
+        for (int64_t steps : nfe_steps) solve(InverseBenchPart::nfe, task, sigma, p, solver, steps);
+  if (runs(InverseBenchPart::ablation))
+    for (const std::string& p : predictors())
+      for (const RedDiffVariant& v : ablation_variants(*this))
+        solve(InverseBenchPart::ablation, task, sigma, p, InverseSolver::red_diff, red_diff_steps,
+              v);
+  return units;
+}
+
+InverseBenchInputs read_inputs(const InverseBenchPlan& given) {
+  PriorInputs prior = read_prior_inputs(given.gmm, given.checkpoint);
+  InverseBenchInputs in{given, std::move(prior.gmm), std::move(prior.network), prior.network_shape};
+  InverseBenchPlan& plan = in.plan;
+  plan.gmm = prior.gmm_path;
+  if (in.network) {
+    const diffusion::Schedule& own = in.network->schedule;
+    const std::string own_kind = diffusion::schedule_kind_name(own.kind());
+    if (plan.T != 0 && plan.T != own.T())
+      throw PlanError("T", "the network was trained with T = " + std::to_string(own.T()) +
+                               ", and eps* runs on the network's schedule (drop --T)");
+    if (!plan.schedule.empty() && plan.schedule != own_kind)
+      throw PlanError("schedule", "the network was trained with the " + own_kind +
+                                      " schedule, and eps* runs on it (drop --schedule)");
+    plan.T = own.T();
+    plan.schedule = own_kind;
+  }
+  if (plan.T == 0) plan.T = kDefaultOracleT;
+  if (plan.schedule.empty()) plan.schedule = "paper_linear";
+  for (int64_t m : plan.cs_rows)
+    if (m > in.gmm.dim)
+      throw PlanError("cs_rows", std::to_string(m) + " rows exceed the prior's dimension " +
+                                     std::to_string(in.gmm.dim));
+  for (const InverseBenchUnit& unit : plan.units())
+    if (unit.steps > plan.T)
+      throw PlanError(unit.part == InverseBenchPart::nfe ? "nfe_steps" : steps_field(unit.solver),
+                      std::to_string(unit.steps) + " steps exceed T = " + std::to_string(plan.T));
+  return in;
+}
+
+namespace {
+
+// One task at one sigma_y: the operator, the measurements and the exact posterior mean.
+struct MeasuredCase {
+  std::shared_ptr<inv::MeasurementOperator> op;
+  std::vector<double> y, posterior_mean;
+};
+
+std::shared_ptr<inv::MeasurementOperator> make_operator(const InverseTask& task, int64_t dim,
+                                                        uint64_t seed) {
+  if (task.kind == InverseTaskKind::compressed_sensing)
+    return std::make_shared<inv::DenseOperator>(
+        inv::make_compressed_sensing(static_cast<int64_t>(task.value), dim, seed));
+  return std::make_shared<inv::MaskOperator>(inv::MaskOperator::random(dim, task.value, seed));
+}
+
+class Bench {
+ public:
+  Bench(const InverseBenchInputs& in, InverseBenchResults& results)
+      : in_(in),
+        plan_(in.plan),
+        results_(results),
+        schedule_(
+            diffusion::Schedule::make(diffusion::parse_schedule_kind(plan_.schedule), plan_.T)),
+        oracle_(in.gmm, schedule_) {
+    if (in.network) network_ = diffusion::make_predictor(*in.network);
+    Rng sample_rng(plan_.seed, samples_stream);
+    const Tensor x0 = in.gmm.sample(plan_.samples, sample_rng);
+    results.x0.assign(x0.data(), x0.data() + x0.numel());
+  }
+
+  void execute(const InverseBenchUnit& unit) {
+    if (unit.kind == Kind::references) return measure(unit);
+    solve(unit);
+  }
+
+ private:
+  int64_t task_index(const InverseTask& task) const {
+    const std::vector<InverseTask> tasks = plan_.tasks();
+    return std::find(tasks.begin(), tasks.end(), task) - tasks.begin();
+  }
+  int64_t case_index(const InverseBenchUnit& unit) const {
+    const auto sigma = std::find(plan_.sigma_y.begin(), plan_.sigma_y.end(), unit.sigma_y);
+    return task_index(unit.task) * static_cast<int64_t>(plan_.sigma_y.size()) +
+           (sigma - plan_.sigma_y.begin());
+  }
+
+  void measure(const InverseBenchUnit& unit);
+  void solve(const InverseBenchUnit& unit);
+  void add_entry(const InverseBenchUnit& unit, const std::string& predictor,
+                 const std::string& method, const std::vector<double>& x_hat,
+                 const std::vector<double>& posterior_mean, double seconds,
+                 const inv::Restored* restored = nullptr);
+
+  const InverseBenchInputs& in_;
+  const InverseBenchPlan& plan_;
+  InverseBenchResults& results_;
+  diffusion::Schedule schedule_;
+  diffusion::GmmOracle oracle_;
+  std::shared_ptr<diffusion::NetworkPredictor> network_;
+  std::map<int64_t, MeasuredCase> cases_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void Bench::measure(const InverseBenchUnit& unit) {
+  const int64_t dim = in_.gmm.dim, n = plan_.samples;
+  MeasuredCase c;
+  c.op = make_operator(unit.task, dim,
+                       Rng(plan_.seed, operator_stream).split(task_index(unit.task)).next_u64());
+  {
+    inv::ScopedBatch batch(*c.op, n);
+    c.y = c.op->apply(results_.x0);
+  }
+  Rng noise = Rng(plan_.seed, noise_stream).split(case_index(unit));
+  for (double& v : c.y) v += unit.sigma_y * noise.normal();
+
+  auto start = std::chrono::steady_clock::now();
+  c.posterior_mean = inv::posterior_mean(in_.gmm, *c.op, c.y, unit.sigma_y);
+  add_entry(unit, "", "posterior-mean", c.posterior_mean, c.posterior_mean, seconds_since(start));
+  start = std::chrono::steady_clock::now();
+  const std::vector<double> linear = inv::lmmse(in_.gmm, *c.op, c.y, unit.sigma_y);
+  add_entry(unit, "", "lmmse", linear, c.posterior_mean, seconds_since(start));
+  start = std::chrono::steady_clock::now();
+  const std::vector<double> ls = inv::least_squares(*c.op, c.y);
+  add_entry(unit, "", "ls", ls, c.posterior_mean, seconds_since(start));
+
+  results_.measurements.push_back(
+      {unit.task.name(), unit.sigma_y, c.op->output_dim(), inv::dense_matrix(*c.op), c.y});
+  cases_.emplace(case_index(unit), std::move(c));
+}
+
+inv::Restored run_solver(const InverseBenchPlan& plan, const InverseBenchUnit& unit,
+                         inv::MeasurementOperator& op, const inv::Problem& problem,
+                         const inv::Prior& prior, Rng& rng) {
+  switch (unit.solver) {
+    case InverseSolver::red_diff: {
+      inv::RedDiffSettings s;
+      s.grid.num_steps = unit.steps;
+      s.lr = plan.red_diff_lr;
+      s.lambda = plan.red_diff_lambda;
+      s.weighting = plan.red_diff_weighting;
+      s.data_term = plan.red_diff_data_term;
+      if (unit.variant) {
+        s.weighting = unit.variant->weighting;
+        s.lambda = unit.variant->lambda;
+        s.order = unit.variant->order;
+      }
+      return inv::red_diff(s, op, problem, prior, rng);
+    }
+    case InverseSolver::dps:
+      return inv::dps({{0, 0, unit.steps}, plan.dps_zeta, plan.dps_eta}, op, problem, prior, rng);
+    case InverseSolver::pigdm:
+      return inv::pigdm(
+          {{0, 0, unit.steps}, plan.pigdm_guidance, plan.pigdm_weight, plan.pigdm_eta}, op, problem,
+          prior, rng);
+    case InverseSolver::ddrm:
+      return inv::ddrm({{0, 0, unit.steps}, plan.ddrm_eta, plan.ddrm_eta_b}, op, problem, prior,
+                       rng);
+  }
+  throw std::logic_error("run_solver: unknown solver");
+}
+
+void Bench::solve(const InverseBenchUnit& unit) {
+  MeasuredCase& c = cases_.at(case_index(unit));
+  const bool network = unit.predictor == "network";
+  const inv::Prior prior = network ? inv::network_prior(*network_) : inv::oracle_prior(oracle_);
+  const inv::Problem problem{c.y, unit.sigma_y, network ? in_.network_shape : Shape{in_.gmm.dim}};
+  Rng rng = Rng(plan_.seed, solver_stream)
+                .split(case_index(unit))
+                .split(static_cast<uint64_t>(unit.solver));
+  const auto start = std::chrono::steady_clock::now();
+  const inv::Restored restored = run_solver(plan_, unit, *c.op, problem, prior, rng);
+  add_entry(unit, unit.predictor, choice_name(unit.solver), restored.x_hat.values, c.posterior_mean,
+            seconds_since(start), &restored);
+}
+
+void Bench::add_entry(const InverseBenchUnit& unit, const std::string& predictor,
+                      const std::string& method, const std::vector<double>& x_hat,
+                      const std::vector<double>& posterior_mean, double seconds,
+                      const inv::Restored* restored) {
+  InverseBenchEntry e;
+  e.part = unit.part;
+  e.task = unit.task.name();
+  e.sigma_y = unit.sigma_y;
+  e.predictor = predictor;
+  e.method = method;
+  e.variant = unit.variant ? unit.variant->name() : "";
+  e.steps = restored ? unit.steps : 0;
+  e.score = inv::score_restoration(results_.x0, x_hat, posterior_mean, in_.gmm.dim);
+  if (restored) {
+    e.evaluations = restored->evaluations;
+    e.backward_passes = restored->backward_passes;
+  }
+  e.seconds = seconds;
+  results_.entries.push_back(std::move(e));
+}
+
+}  // namespace
+
+InverseBenchResults run(const InverseBenchPlan& given, report::Progress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const InverseBenchInputs in = read_inputs(given);
+  InverseBenchResults results;
+  results.plan = given;
+  results.resolved = in.plan;
+  results.dim = in.gmm.dim;
+  results.components = in.gmm.components;
+  Bench bench(in, results);
+  const std::vector<InverseBenchUnit> units = in.plan.units();
+  progress.begin(static_cast<int64_t>(units.size()));
+  for (const InverseBenchUnit& unit : units) {
+    bench.execute(unit);
+    progress.advance(unit.stage());
+  }
+  progress.finish();
+  results.seconds = seconds_since(start);
+  return results;
+}
+
+}  // namespace dpm::experiments

@@ -1,0 +1,253 @@
+#pragma once
+// The inverse-problem benchmark as an experiment (docs/inverse.md; the solvers are
+// diffusion/inverse/): RED-Diff, DPS, PiGDM and DDRM with the exact eps* of a GMM prior and, given
+// a checkpoint, a trained network, each scored against the exact posterior mean E[x0 | y] of the
+// GMM, beside the LMMSE and least-squares references. Tasks on the prior's vectors: compressed
+// sensing with M rows and random inpainting with a fraction missing, each at every sigma_y.
+// Parts: the table (every task, sigma_y, predictor and solver), the NFE sweep (each solver at
+// several step counts on the first task and sigma_y) and the RED-Diff ablation (weighting,
+// lambda and step order on the first task and sigma_y).
+//
+//   InverseBenchPlan plan;  plan.gmm = "runs/gmm/gmm.safetensors";  plan.validate();
+//   const InverseBenchResults results = run(plan, progress);
+//   report::write(results, "runs/inverse-bench");  // experiments/inverse_bench_report.hpp
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "datasets/gmm.hpp"
+#include "diffusion/checkpoint.hpp"
+#include "diffusion/inverse/pigdm.hpp"
+#include "diffusion/inverse/red_diff.hpp"
+#include "diffusion/inverse/scores.hpp"
+#include "experiments/plan.hpp"
+#include "experiments/report/progress.hpp"
+
+namespace dpm::experiments {
+
+enum class InverseSolver { red_diff, dps, pigdm, ddrm };
+enum class InverseBenchPart { table, nfe, ablation };
+enum class InverseTaskKind { compressed_sensing, inpainting };
+
+}  // namespace dpm::experiments
+
+template <>
+struct dpm::experiments::Choices<dpm::experiments::InverseSolver> {
+  static constexpr std::array<std::pair<InverseSolver, const char*>, 4> values{
+      {{InverseSolver::red_diff, "red-diff"},
+       {InverseSolver::dps, "dps"},
+       {InverseSolver::pigdm, "pigdm"},
+       {InverseSolver::ddrm, "ddrm"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::experiments::InverseBenchPart> {
+  static constexpr std::array<std::pair<InverseBenchPart, const char*>, 3> values{
+      {{InverseBenchPart::table, "table"},
+       {InverseBenchPart::nfe, "nfe"},
+       {InverseBenchPart::ablation, "ablation"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffWeighting> {
+  using W = dpm::diffusion::inverse::RedDiffWeighting;
+  static constexpr std::array<std::pair<W, const char*>, 6> values{
+      {{W::linear, "linear"},
+       {W::sqrt, "sqrt"},
+       {W::square, "square"},
+       {W::log, "log"},
+       {W::trunc_linear, "trunc_linear"},
+       {W::constant, "const"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::StepOrder> {
+  using O = dpm::diffusion::inverse::StepOrder;
+  static constexpr std::array<std::pair<O, const char*>, 3> values{
+      {{O::descending, "descending"}, {O::ascending, "ascending"}, {O::random, "random"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffDataTerm> {
+  using D = dpm::diffusion::inverse::RedDiffDataTerm;
+  static constexpr std::array<std::pair<D, const char*>, 2> values{
+      {{D::authors_mean, "authors_mean"}, {D::likelihood, "likelihood"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::PigdmGuidance> {
+  using G = dpm::diffusion::inverse::PigdmGuidance;
+  static constexpr std::array<std::pair<G, const char*>, 2> values{
+      {{G::noiseless, "noiseless"}, {G::noisy, "noisy"}}};
+};
+
+namespace dpm::experiments {
+
+// One measurement operator on the prior's vectors.
+struct InverseTask {
+  InverseTaskKind kind = InverseTaskKind::compressed_sensing;
+  double value = 0;  // compressed sensing: the rows M; inpainting: the fraction missing
+
+  std::string name() const;  // "cs M=16", "inpaint 50%"
+  bool operator==(const InverseTask&) const = default;
+};
+
+// A RED-Diff setting the ablation varies; the table's is the plan's own.
+struct RedDiffVariant {
+  diffusion::inverse::RedDiffWeighting weighting = diffusion::inverse::RedDiffWeighting::linear;
+  double lambda = 0.25;
+  diffusion::inverse::StepOrder order = diffusion::inverse::StepOrder::descending;
+
+  std::string name() const;  // "linear, lambda 0.25, descending"
+};
+
+enum class InverseBenchUnitKind {
+  references,  // the exact posterior mean, LMMSE and least squares of one task and sigma_y
+  solve,       // one solver with one predictor on one task and sigma_y
+};
+
+struct InverseBenchUnit {
+  InverseBenchUnitKind kind = InverseBenchUnitKind::references;
+  InverseBenchPart part = InverseBenchPart::table;
+  InverseTask task;
+  double sigma_y = 0;
+  std::string predictor;  // "oracle" or "network" (solve only)
+  InverseSolver solver = InverseSolver::red_diff;
+  int64_t steps = 0;                      // the solver's grid steps
+  std::optional<RedDiffVariant> variant;  // the ablation's RED-Diff setting
+
+  std::string stage() const;  // "cs M=16, sigma_y 0.1: red-diff, oracle"
+};
+
+struct InverseBenchPlan {
+  std::string gmm;  // the prior (gmm.safetensors); empty: the one of the network's training data
+  std::string checkpoint;  // a network trained on data of this GMM; empty: eps* only
+  std::vector<InverseBenchPart> parts{InverseBenchPart::table, InverseBenchPart::nfe,
+                                      InverseBenchPart::ablation};
+  std::vector<int64_t> cs_rows{16, 32, 48};      // compressed sensing: M x N Gaussian matrices
+  std::vector<double> missing{0.25, 0.5, 0.75};  // random inpainting: the fraction missing
+  std::vector<double> sigma_y{0.05, 0.2};
+  std::vector<InverseSolver> solvers{InverseSolver::red_diff, InverseSolver::dps,
+                                     InverseSolver::pigdm, InverseSolver::ddrm};
+  int64_t samples = 64;  // test samples drawn from the GMM
+  std::string schedule;  // eps*'s without a network; empty: the network's, else paper_linear
+  int64_t T = 0;         // eps*'s T without a network; 0: the network's, else 300
+  int64_t red_diff_steps = 50;
+  double red_diff_lr = 0.1;
+  double red_diff_lambda = 0.25;
+  diffusion::inverse::RedDiffWeighting red_diff_weighting =
+      diffusion::inverse::RedDiffWeighting::linear;
+  diffusion::inverse::RedDiffDataTerm red_diff_data_term =
+      diffusion::inverse::RedDiffDataTerm::authors_mean;
+  int64_t dps_steps = 0;  // 0: every step
+  double dps_zeta = 1.0;
+  double dps_eta = 1.0;
+  int64_t pigdm_steps = 50;
+  double pigdm_eta = 0.0;
+  double pigdm_weight = 1.0;
+  diffusion::inverse::PigdmGuidance pigdm_guidance = diffusion::inverse::PigdmGuidance::noiseless;
+  int64_t ddrm_steps = 20;
+  double ddrm_eta = 0.85;
+  double ddrm_eta_b = 1.0;
+  std::vector<int64_t> nfe_steps{5, 10, 20, 50, 100};  // the NFE sweep's grid steps (<= T)
+  std::vector<double> ablation_lambda{0.05, 0.1, 0.25, 0.5, 1.0};
+  uint64_t seed = 0;
+
+  template <typename Self, typename Visit>
+  static void fields(Self& plan, Visit&& visit) {
+    visit("gmm", plan.gmm);
+    visit("checkpoint", plan.checkpoint);
+    visit("parts", plan.parts);
+    visit("cs_rows", plan.cs_rows);
+    visit("missing", plan.missing);
+    visit("sigma_y", plan.sigma_y);
+    visit("solvers", plan.solvers);
+    visit("samples", plan.samples);
+    visit("schedule", plan.schedule);
+    visit("T", plan.T);
+    visit("red_diff_steps", plan.red_diff_steps);
+    visit("red_diff_lr", plan.red_diff_lr);
+    visit("red_diff_lambda", plan.red_diff_lambda);
+    visit("red_diff_weighting", plan.red_diff_weighting);
+    visit("red_diff_data_term", plan.red_diff_data_term);
+    visit("dps_steps", plan.dps_steps);
+    visit("dps_zeta", plan.dps_zeta);
+    visit("dps_eta", plan.dps_eta);
+    visit("pigdm_steps", plan.pigdm_steps);
+    visit("pigdm_eta", plan.pigdm_eta);
+    visit("pigdm_weight", plan.pigdm_weight);
+    visit("pigdm_guidance", plan.pigdm_guidance);
+    visit("ddrm_steps", plan.ddrm_steps);
+    visit("ddrm_eta", plan.ddrm_eta);
+    visit("ddrm_eta_b", plan.ddrm_eta_b);
+    visit("nfe_steps", plan.nfe_steps);
+    visit("ablation_lambda", plan.ablation_lambda);
+    visit("seed", plan.seed);
+  }
+
+  void validate() const;  // throws PlanError naming the field
+  nlohmann::json to_json() const { return plan_to_json(*this); }
+  static InverseBenchPlan from_json(const nlohmann::json& json);  // validated
+
+  bool runs(InverseBenchPart part) const;
+  std::vector<InverseTask> tasks() const;       // compressed sensing first, then inpainting
+  std::vector<std::string> predictors() const;  // "oracle", and "network" with a checkpoint
+  // The work in the order run() executes it: each (task, sigma_y)'s references before its
+  // solvers. Throws PlanError("T") when T is still 0 with a checkpoint (read_inputs fills it).
+  std::vector<InverseBenchUnit> units() const;
+};
+
+// What a plan names, read: the plan with the GMM, schedule and T filled in (from the network when
+// there is one), the prior and the network.
+struct InverseBenchInputs {
+  InverseBenchPlan plan;
+  datasets::Gmm gmm;
+  std::optional<diffusion::DpmCheckpoint> network;
+  Shape network_shape;
+};
+
+// Throws PlanError naming the field when the files do not fit the plan (no GMM, a network of
+// another schedule or T than the plan names, a task the prior's dimension cannot hold).
+InverseBenchInputs read_inputs(const InverseBenchPlan& plan);
+
+struct InverseBenchEntry {
+  InverseBenchPart part = InverseBenchPart::table;
+  std::string task;
+  double sigma_y = 0;
+  std::string predictor;  // "oracle", "network"; empty for the references
+  std::string method;     // a solver's name, or "posterior-mean", "lmmse", "ls"
+  std::string variant;    // the ablation's RED-Diff setting; empty elsewhere
+  int64_t steps = 0;      // the solver's grid steps (0 for the references)
+  diffusion::inverse::RestorationScore score;
+  int64_t evaluations = 0;      // batched predictor evaluations (NFE)
+  int64_t backward_passes = 0;  // batched J_eps^T products
+  double seconds = 0;
+};
+
+// What one (task, sigma_y) was measured on, so that another tool can re-score it: the operator
+// as a dense [m, N] matrix and the measurements y [n, m] of the shared clean samples.
+struct InverseMeasurements {
+  std::string task;
+  double sigma_y = 0;
+  int64_t rows = 0;                     // m
+  std::vector<double> operator_matrix;  // [m, N]
+  std::vector<double> y;                // [n, m]
+};
+
+struct InverseBenchResults {
+  InverseBenchPlan plan;      // as given
+  InverseBenchPlan resolved;  // as run
+  int64_t dim = 0, components = 0;
+  std::vector<double> x0;  // the clean test samples [n, N]
+  std::vector<InverseMeasurements> measurements;
+  std::vector<InverseBenchEntry> entries;  // in units() order
+  double seconds = 0;
+};
+
+// Executes resolved.units(), one progress unit each.
+InverseBenchResults run(const InverseBenchPlan& plan, report::Progress& progress);
+
+}  // namespace dpm::experiments
