@@ -19,5 +19,6 @@ void register_audit_command(CLI::App& app);          // dpmlab audit
 void register_denoise_bench_command(CLI::App& app);  // dpmlab denoise-bench
 void register_bench_command(CLI::App& app);          // dpmlab bench
 void register_bound_command(CLI::App& app);          // dpmlab bound
+void register_inverse_bench_command(CLI::App& app);  // dpmlab inverse-bench
 
 }  // namespace dpm::cli
