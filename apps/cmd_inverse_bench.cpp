@@ -24,6 +24,9 @@ void register_inverse_bench_command(CLI::App& app) {
       "Example: dpmlab inverse-bench --checkpoint runs/train/best.safetensors --out "
       "runs/inverse-bench");
   auto flags = std::make_shared<FlagTable<Plan>>(command, "runs/inverse-bench");
+  flags->preset("--quick", &Plan::quick,
+                 "a small size for a first look: cs M=8 and inpainting 50% at sigma_y 0.1, 16 "
+                 "samples, 5-20 steps per solver; other flags override it");
   flags->add("--gmm", &Plan::gmm,
              "the prior: a gmm.safetensors of `dpmlab gmm make`; default with --checkpoint: the "
              "one of its training data directory");

@@ -12,7 +12,7 @@
 //
 // (run_experiment: apps/experiment_command.hpp; it starts with flags->plan().)
 //
-// plan(): the defaults, then the --config file's fields, then the flags given on the command
+// plan(): the defaults (or a preset's, see preset()), then the --config file's fields, then the flags given on the command
 // line; then Plan::validate(). Every error is a usage error (CLI::ValidationError, exit code 2)
 // naming the flag, and "--config FILE" when the value came from the file; a field of the file
 // that the plan does not have is a usage error naming --config. The config.used.json of a run is
@@ -52,6 +52,14 @@ class FlagTable {
     return option;
   }
 
+  // Declares a flag without a value ("--quick") that starts plan() from preset() instead of the
+  // plan's defaults; --config and the other flags still override its fields.
+  void preset(const std::string& name, Plan (*preset)(), const std::string& help) {
+    preset_flag_ = name;
+    preset_ = preset;
+    command_->add_flag(name, help);
+  }
+
   // Binds the common --seed to plan.*member (JSON field "seed").
   void seed(uint64_t Plan::*member) {
     Entry& entry = entries_.emplace_back(Entry{"--seed", "seed", "", {}});
@@ -62,7 +70,9 @@ class FlagTable {
 
   Plan plan() const {
     const nlohmann::json file = read_config_file(common_);
-    Plan plan = usage_errors([&] { return experiments::plan_from_json<Plan>(file); });
+    const bool from_preset = preset_ != nullptr && given(preset_flag_);
+    Plan plan = usage_errors(
+        [&] { return experiments::plan_from_json<Plan>(file, from_preset ? preset_() : Plan{}); });
     for (const Entry& entry : entries_)
       if (given(entry.flag)) as_usage_error(entry.flag, [&] { entry.apply(plan); });
     usage_errors([&] { plan.validate(); });
@@ -141,6 +151,8 @@ class FlagTable {
 
   CLI::App* command_;
   CommonArgs common_;
+  std::string preset_flag_;
+  Plan (*preset_)() = nullptr;
   std::deque<Entry> entries_;  // stable addresses: CLI11 writes into entry.text
 };
 

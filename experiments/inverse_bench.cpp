@@ -61,6 +61,21 @@ std::string InverseBenchUnit::stage() const {
   return variant ? text + ", " + variant->name() : text;
 }
 
+InverseBenchPlan InverseBenchPlan::quick() {
+  InverseBenchPlan plan;
+  plan.cs_rows = {8};
+  plan.missing = {0.5};
+  plan.sigma_y = {0.1};
+  plan.samples = 16;
+  plan.red_diff_steps = 10;
+  plan.dps_steps = 20;
+  plan.pigdm_steps = 10;
+  plan.ddrm_steps = 5;
+  plan.nfe_steps = {2, 10};
+  plan.ablation_lambda = {0.1, 0.5};
+  return plan;
+}
+
 void InverseBenchPlan::validate() const {
   if (parts.empty()) throw PlanError("parts", "is empty");
   if (cs_rows.empty() && missing.empty())

@@ -188,6 +188,9 @@ struct InverseBenchPlan {
     visit("seed", plan.seed);
   }
 
+  // A small size for a first look and the tests: one task of each kind at one noise level, 16
+  // samples, short step grids (every step count <= 20, so it fits any T >= 20).
+  static InverseBenchPlan quick();
   void validate() const;  // throws PlanError naming the field
   nlohmann::json to_json() const { return plan_to_json(*this); }
   static InverseBenchPlan from_json(const nlohmann::json& json);  // validated

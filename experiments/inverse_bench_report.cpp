@@ -1,6 +1,7 @@
 #include "experiments/inverse_bench_report.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "autograd/io/safetensors.hpp"
@@ -42,6 +43,15 @@ Table entry_table(const InverseBenchResults& results, const std::vector<const En
   for (const Entry* e : rows) {
     std::vector<std::string> cells = {e->task, number(e->sigma_y), e->method, e->predictor};
     if (with_variant) cells.push_back(e->variant);
+    if (!std::isfinite(e->score.nmse)) {  // a diverged solver: its errors are not numbers
+      cells.push_back(e->steps ? std::to_string(e->steps) : std::string());
+      for (const char* cell : {"diverged (non-finite)", "", "", ""}) cells.push_back(cell);
+      for (std::string cell : {std::to_string(e->evaluations), std::to_string(e->backward_passes),
+                               duration(e->seconds)})
+        cells.push_back(cell);
+      table.add_row(cells);
+      continue;
+    }
     for (std::string cell :
          {e->steps ? std::to_string(e->steps) : std::string(),
           with_se(e->score.nmse, e->score.nmse_se), with_se(e->score.gap, e->score.gap_se),
@@ -72,7 +82,13 @@ std::string summary(const InverseBenchResults& results) {
   for (const auto& [key, rows] : groups) {
     double low = 1e300, high = -1e300, seconds = 0;
     std::string worst;
+    size_t diverged = 0;
     for (const Entry* e : rows) {
+      seconds += e->seconds;
+      if (!std::isfinite(e->score.nmse)) {
+        ++diverged;
+        continue;
+      }
       const Entry* best = optimum(results, *e);
       const double rel = best && best->score.nmse > 0 ? e->score.gap / best->score.nmse : 0.0;
       low = std::min(low, rel);
@@ -80,13 +96,18 @@ std::string summary(const InverseBenchResults& results) {
         high = rel;
         worst = e->task + ", sigma_y " + number(e->sigma_y);
       }
-      seconds += e->seconds;
     }
-    md += "- " + key.second + " with " + (key.first == "oracle" ? "eps*" : "the network") +
-          ": MSE " + number(100 * low, "%.3g") + "% to " + number(100 * high, "%.3g") +
-          "% above the exact posterior mean (worst at " + worst + "), NFE " +
-          std::to_string(rows.front()->evaluations) + " per restoration batch, " +
-          duration(seconds) + " in all.\n";
+    const std::string cases = std::to_string(rows.size()) + " cases";
+    std::string errors;
+    if (diverged < rows.size())
+      errors = "MSE " + number(100 * low, "%.3g") + "% to " + number(100 * high, "%.3g") +
+               "% above the exact posterior mean (worst at " + worst + ")";
+    if (diverged > 0)
+      errors += (errors.empty() ? "" : "; ") + std::string("diverged (non-finite) in ") +
+                std::to_string(diverged) + " of " + cases;
+    md += "- " + key.second + " with " + (key.first == "oracle" ? "eps*" : "the network") + ": " +
+          errors + ", NFE " + std::to_string(rows.front()->evaluations) +
+          " per restoration batch, " + duration(seconds) + " in all.\n";
   }
   double lmmse_low = 1e300, lmmse_high = -1e300;
   for (const Entry* e : select(results, InverseBenchPart::table))
@@ -109,7 +130,7 @@ std::vector<Plot> nfe_plots(const InverseBenchResults& results, const std::files
     std::string task;
     double sigma = 0;
     for (const Entry* e : select(results, InverseBenchPart::nfe))
-      if (e->predictor == predictor) {
+      if (e->predictor == predictor && std::isfinite(e->score.nmse)) {
         Curve& c = curves[e->method];
         c.title = e->method;
         c.style = "linespoints pt 7";

@@ -215,9 +215,8 @@ nlohmann::json plan_to_json(const Plan& plan) {
 // Strict: missing fields keep their defaults, an unknown field is a PlanError naming it. Does not
 // validate (the caller's from_json does, after merging what it needs).
 template <typename Plan>
-Plan plan_from_json(const nlohmann::json& json) {
+Plan plan_from_json(const nlohmann::json& json, Plan plan = Plan{}) {
   if (!json.is_object()) throw PlanError("", "expected a JSON object, got " + json.dump());
-  Plan plan;
   std::set<std::string> known;
   Plan::fields(plan, [&](const char* name, auto& value) {
     known.insert(name);

@@ -2,6 +2,7 @@
 // round trip and validation, the progress total from the unit list, what the references and the
 // scores must satisfy, the report's files and the measurements written beside them.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -109,6 +110,18 @@ TEST_CASE("inverse-bench plan: JSON round trip, validation naming the field",
   // 6 weightings, the one extra lambda and two further step orders.
   CHECK(ablation == 6 + 1 + 2);
   CHECK(units.size() == 4 + 4 * 4 + 4 * 2 + ablation);
+
+  // The quick size is a valid plan that fits a T of 20 and keeps every part and solver.
+  ex::InverseBenchPlan quick = ex::InverseBenchPlan::quick();
+  quick.gmm = "prior.safetensors";
+  quick.T = 20;
+  CHECK_NOTHROW(quick.validate());
+  CHECK(quick.parts == ex::InverseBenchPlan{}.parts);
+  CHECK(quick.solvers == ex::InverseBenchPlan{}.solvers);
+  ex::InverseBenchPlan full;
+  full.T = 300;
+  CHECK(quick.tasks().size() == 2);
+  CHECK(quick.units().size() < full.units().size());
 }
 
 TEST_CASE("inverse-bench: the progress total is the unit list; scores beside the posterior mean",
@@ -155,6 +168,17 @@ TEST_CASE("inverse-bench: the progress total is the unit list; scores beside the
   for (const auto& [name, t] : saved.tensors) names.insert(name);
   CHECK(names.count("A: cs M=3"));
   CHECK(names.count("y: inpaint 50%, sigma_y 0.3"));
+
+  // A solver that diverged is reported as such, in its row and in the summary, not as a number.
+  ex::InverseBenchResults diverged = results;
+  for (ex::InverseBenchEntry& e : diverged.entries)
+    if (e.part == ex::InverseBenchPart::table && e.method == "dps" && e.predictor == "oracle")
+      e.score.nmse = e.score.gap = e.score.distance = std::nan("");
+  std::filesystem::create_directories(tmp.path / "diverged");
+  const std::string md = ex::report::write(diverged, tmp.path / "diverged").markdown;
+  CHECK(md.find("dps with eps*: diverged (non-finite) in 4 of 4 cases") != std::string::npos);
+  CHECK(md.find("| dps | oracle | 10 | diverged (non-finite) |") != std::string::npos);
+  CHECK(md.find("nan") == std::string::npos);
 
   // The same plan again: the same numbers.
   RecordingProgress again;
