@@ -5,6 +5,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/experiment_command.hpp"
+#include "apps/solver_flags.hpp"
 #include "experiments/inverse_bench.hpp"
 #include "experiments/inverse_bench_report.hpp"
 
@@ -38,29 +39,11 @@ void register_inverse_bench_command(CLI::App& app) {
   flags->add("--cs-rows", &Plan::cs_rows, "compressed sensing: rows M of each M x N matrix");
   flags->add("--missing", &Plan::missing, "random inpainting: fractions of entries missing");
   flags->add("--sigma-y", &Plan::sigma_y, "measurement noise levels (> 0)");
-  flags->add("--solvers", &Plan::solvers, "a list of red-diff, dps, pigdm, ddrm");
   flags->add("--samples", &Plan::samples, "test samples drawn from the GMM, 2..10^6");
   flags->add("--schedule", &Plan::schedule,
              "eps*'s schedule without --checkpoint (default paper_linear)");
   flags->add("--T", &Plan::T, "eps*'s T without --checkpoint (default 300)");
-  flags->add("--red-diff-steps", &Plan::red_diff_steps, "RED-Diff: grid steps (Adam steps)");
-  flags->add("--red-diff-lr", &Plan::red_diff_lr, "RED-Diff: Adam's learning rate");
-  flags->add("--red-diff-lambda", &Plan::red_diff_lambda, "RED-Diff: the regulariser's lambda");
-  flags->add("--red-diff-weighting", &Plan::red_diff_weighting,
-             "RED-Diff: lambda_t's weighting of 1/sqrt(SNR_t)");
-  flags->add("--red-diff-data-term", &Plan::red_diff_data_term,
-             "RED-Diff: authors_mean (the authors' code) or likelihood (1 / (2 sigma_y^2))");
-  flags->add("--dps-steps", &Plan::dps_steps, "DPS: grid steps (0: every step)");
-  flags->add("--dps-zeta", &Plan::dps_zeta, "DPS: the step size zeta'");
-  flags->add("--dps-eta", &Plan::dps_eta, "DPS: DDIM eta (1: ancestral)");
-  flags->add("--pigdm-steps", &Plan::pigdm_steps, "PiGDM: grid steps");
-  flags->add("--pigdm-eta", &Plan::pigdm_eta, "PiGDM: DDIM eta");
-  flags->add("--pigdm-weight", &Plan::pigdm_weight, "PiGDM: the guidance weight");
-  flags->add("--pigdm-guidance", &Plan::pigdm_guidance,
-             "PiGDM: noiseless (A^+ guidance, the authors' baseline) or noisy (sigma_y-aware)");
-  flags->add("--ddrm-steps", &Plan::ddrm_steps, "DDRM: grid steps");
-  flags->add("--ddrm-eta", &Plan::ddrm_eta, "DDRM: eta");
-  flags->add("--ddrm-eta-b", &Plan::ddrm_eta_b, "DDRM: eta_b");
+  add_solver_flags(*flags);
   flags->add("--nfe-steps", &Plan::nfe_steps, "the NFE sweep's grid steps");
   flags->add("--ablation-lambda", &Plan::ablation_lambda, "the ablation's RED-Diff lambdas");
   flags->seed(&Plan::seed);

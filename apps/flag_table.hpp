@@ -60,6 +60,13 @@ class FlagTable {
     command_->add_flag(name, help);
   }
 
+  // The same for a field the plan inherits (e.g. experiments::InverseSolverPlan's).
+  template <typename T, typename Base>
+    requires(std::is_base_of_v<Base, Plan> && !std::is_same_v<Base, Plan>)
+  CLI::Option* add(const std::string& name, T Base::*member, const std::string& help) {
+    return add(name, static_cast<T Plan::*>(member), help);
+  }
+
   // Binds the common --seed to plan.*member (JSON field "seed").
   void seed(uint64_t Plan::*member) {
     Entry& entry = entries_.emplace_back(Entry{"--seed", "seed", "", {}});

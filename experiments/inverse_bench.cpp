@@ -24,17 +24,6 @@ using Kind = InverseBenchUnitKind;
 // eps*'s schedule when no network fixes it: the paper's, at the T of its trained networks.
 constexpr int64_t kDefaultOracleT = 300;
 
-void require_finite(const std::string& field, double value, double min_value, bool inclusive,
-                    double max_value = INFINITY) {
-  if (!std::isfinite(value) || value < min_value || (!inclusive && value == min_value) ||
-      value > max_value)
-    throw PlanError(
-        field,
-        "must be " + std::string(inclusive ? ">= " : "> ") + report::number(min_value) +
-            (std::isfinite(max_value) ? " and <= " + report::number(max_value) : std::string()) +
-            ", got " + report::number(value));
-}
-
 // Random streams, each a function of the seed and what it is for, so that a unit's draws do not
 // depend on which other units run: the clean samples, each task's operator, each (task, sigma_y)
 // case's measurement noise and each solver's noise on a case (the same for both predictors, so
@@ -47,11 +36,6 @@ std::string InverseTask::name() const {
   if (kind == InverseTaskKind::compressed_sensing)
     return "cs M=" + std::to_string(static_cast<int64_t>(value));
   return "inpaint " + report::number(100.0 * value) + "%";
-}
-
-std::string RedDiffVariant::name() const {
-  return std::string(choice_name(weighting)) + ", lambda " + report::number(lambda) + ", " +
-         choice_name(order);
 }
 
 std::string InverseBenchUnit::stage() const {
@@ -87,7 +71,6 @@ void InverseBenchPlan::validate() const {
   }
   require_list("sigma_y", sigma_y);
   for (double s : sigma_y) require_finite("sigma_y", s, 0.0, false);
-  if (solvers.empty()) throw PlanError("solvers", "is empty");
   require_range("samples", samples, 2, 1'000'000);
   if (!schedule.empty()) {
     try {
@@ -97,18 +80,7 @@ void InverseBenchPlan::validate() const {
     }
   }
   if (T != 0) require_range("T", T, 1, 100000);
-  require_range("red_diff_steps", red_diff_steps, 1, 100000);
-  require_finite("red_diff_lr", red_diff_lr, 0.0, false);
-  require_finite("red_diff_lambda", red_diff_lambda, 0.0, true);
-  require_range("dps_steps", dps_steps, 0, 100000);
-  require_finite("dps_zeta", dps_zeta, 0.0, true);
-  require_finite("dps_eta", dps_eta, 0.0, true, 1.0);
-  require_range("pigdm_steps", pigdm_steps, 1, 100000);
-  require_finite("pigdm_eta", pigdm_eta, 0.0, true, 1.0);
-  require_finite("pigdm_weight", pigdm_weight, 0.0, true);
-  require_range("ddrm_steps", ddrm_steps, 1, 100000);
-  require_finite("ddrm_eta", ddrm_eta, 0.0, true, 1.0);
-  require_finite("ddrm_eta_b", ddrm_eta_b, 0.0, true, 1.0);
+  validate_solvers();
   if (runs(InverseBenchPart::nfe)) require_list("nfe_steps", nfe_steps, 1, 100000);
   if (runs(InverseBenchPart::ablation)) {
     require_list("ablation_lambda", ablation_lambda);
@@ -140,30 +112,6 @@ std::vector<std::string> InverseBenchPlan::predictors() const {
 }
 
 namespace {
-
-int64_t table_steps(const InverseBenchPlan& plan, InverseSolver solver, int64_t T) {
-  switch (solver) {
-    case InverseSolver::red_diff:
-      return plan.red_diff_steps;
-    case InverseSolver::dps:
-      return plan.dps_steps == 0 ? T : plan.dps_steps;
-    case InverseSolver::pigdm:
-      return plan.pigdm_steps;
-    case InverseSolver::ddrm:
-      return plan.ddrm_steps;
-  }
-  return 0;
-}
-
-const char* steps_field(InverseSolver solver) {
-  switch (solver) {
-    case InverseSolver::red_diff: return "red_diff_steps";
-    case InverseSolver::dps: return "dps_steps";
-    case InverseSolver::pigdm: return "pigdm_steps";
-    case InverseSolver::ddrm: return "ddrm_steps";
-  }
-  return "";
-}
 
 // The ablation's RED-Diff settings: every weighting, every lambda, every step order, each
 // varied alone from the plan's own setting (which appears once).
@@ -209,7 +157,7 @@ std::vector<InverseBenchUnit> InverseBenchPlan::units() const {
       for (const std::string& p : predictors())
         for (InverseSolver solver : solvers)
           solve(InverseBenchPart::table, task, sigma, p, solver,
-                table_steps(*this, solver, steps_T));
+                steps(solver, steps_T));
     }
   const InverseTask& task = task_list.front();
   const double sigma = sigma_y.front();
@@ -248,10 +196,11 @@ InverseBenchInputs read_inputs(const InverseBenchPlan& given) {
     if (m > in.gmm.dim)
       throw PlanError("cs_rows", std::to_string(m) + " rows exceed the prior's dimension " +
                                      std::to_string(in.gmm.dim));
-  for (const InverseBenchUnit& unit : plan.units())
-    if (unit.steps > plan.T)
-      throw PlanError(unit.part == InverseBenchPart::nfe ? "nfe_steps" : steps_field(unit.solver),
-                      std::to_string(unit.steps) + " steps exceed T = " + std::to_string(plan.T));
+  plan.require_steps_within(plan.T);
+  for (int64_t steps : plan.runs(InverseBenchPart::nfe) ? plan.nfe_steps : std::vector<int64_t>{})
+    if (steps > plan.T)
+      throw PlanError("nfe_steps",
+                      std::to_string(steps) + " steps exceed T = " + std::to_string(plan.T));
   return in;
 }
 
@@ -349,37 +298,6 @@ void Bench::measure(const InverseBenchUnit& unit) {
   cases_.emplace(case_index(unit), std::move(c));
 }
 
-inv::Restored run_solver(const InverseBenchPlan& plan, const InverseBenchUnit& unit,
-                         inv::MeasurementOperator& op, const inv::Problem& problem,
-                         const inv::Prior& prior, Rng& rng) {
-  switch (unit.solver) {
-    case InverseSolver::red_diff: {
-      inv::RedDiffSettings s;
-      s.grid.num_steps = unit.steps;
-      s.lr = plan.red_diff_lr;
-      s.lambda = plan.red_diff_lambda;
-      s.weighting = plan.red_diff_weighting;
-      s.data_term = plan.red_diff_data_term;
-      if (unit.variant) {
-        s.weighting = unit.variant->weighting;
-        s.lambda = unit.variant->lambda;
-        s.order = unit.variant->order;
-      }
-      return inv::red_diff(s, op, problem, prior, rng);
-    }
-    case InverseSolver::dps:
-      return inv::dps({{0, 0, unit.steps}, plan.dps_zeta, plan.dps_eta}, op, problem, prior, rng);
-    case InverseSolver::pigdm:
-      return inv::pigdm(
-          {{0, 0, unit.steps}, plan.pigdm_guidance, plan.pigdm_weight, plan.pigdm_eta}, op, problem,
-          prior, rng);
-    case InverseSolver::ddrm:
-      return inv::ddrm({{0, 0, unit.steps}, plan.ddrm_eta, plan.ddrm_eta_b}, op, problem, prior,
-                       rng);
-  }
-  throw std::logic_error("run_solver: unknown solver");
-}
-
 void Bench::solve(const InverseBenchUnit& unit) {
   MeasuredCase& c = cases_.at(case_index(unit));
   const bool network = unit.predictor == "network";
@@ -389,7 +307,7 @@ void Bench::solve(const InverseBenchUnit& unit) {
                 .split(case_index(unit))
                 .split(static_cast<uint64_t>(unit.solver));
   const auto start = std::chrono::steady_clock::now();
-  const inv::Restored restored = run_solver(plan_, unit, *c.op, problem, prior, rng);
+  const inv::Restored restored = plan_.solve(unit.solver, unit.steps, unit.variant, *c.op, problem, prior, rng);
   add_entry(unit, unit.predictor, choice_name(unit.solver), restored.x_hat.values, c.posterior_mean,
             seconds_since(start), &restored);
 }

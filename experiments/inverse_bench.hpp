@@ -20,28 +20,17 @@
 
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
-#include "diffusion/inverse/pigdm.hpp"
-#include "diffusion/inverse/red_diff.hpp"
 #include "diffusion/inverse/scores.hpp"
+#include "experiments/inverse_solvers.hpp"
 #include "experiments/plan.hpp"
 #include "experiments/report/progress.hpp"
 
 namespace dpm::experiments {
 
-enum class InverseSolver { red_diff, dps, pigdm, ddrm };
 enum class InverseBenchPart { table, nfe, ablation };
 enum class InverseTaskKind { compressed_sensing, inpainting };
 
 }  // namespace dpm::experiments
-
-template <>
-struct dpm::experiments::Choices<dpm::experiments::InverseSolver> {
-  static constexpr std::array<std::pair<InverseSolver, const char*>, 4> values{
-      {{InverseSolver::red_diff, "red-diff"},
-       {InverseSolver::dps, "dps"},
-       {InverseSolver::pigdm, "pigdm"},
-       {InverseSolver::ddrm, "ddrm"}}};
-};
 
 template <>
 struct dpm::experiments::Choices<dpm::experiments::InverseBenchPart> {
@@ -49,39 +38,6 @@ struct dpm::experiments::Choices<dpm::experiments::InverseBenchPart> {
       {{InverseBenchPart::table, "table"},
        {InverseBenchPart::nfe, "nfe"},
        {InverseBenchPart::ablation, "ablation"}}};
-};
-
-template <>
-struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffWeighting> {
-  using W = dpm::diffusion::inverse::RedDiffWeighting;
-  static constexpr std::array<std::pair<W, const char*>, 6> values{
-      {{W::linear, "linear"},
-       {W::sqrt, "sqrt"},
-       {W::square, "square"},
-       {W::log, "log"},
-       {W::trunc_linear, "trunc_linear"},
-       {W::constant, "const"}}};
-};
-
-template <>
-struct dpm::experiments::Choices<dpm::diffusion::inverse::StepOrder> {
-  using O = dpm::diffusion::inverse::StepOrder;
-  static constexpr std::array<std::pair<O, const char*>, 3> values{
-      {{O::descending, "descending"}, {O::ascending, "ascending"}, {O::random, "random"}}};
-};
-
-template <>
-struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffDataTerm> {
-  using D = dpm::diffusion::inverse::RedDiffDataTerm;
-  static constexpr std::array<std::pair<D, const char*>, 2> values{
-      {{D::authors_mean, "authors_mean"}, {D::likelihood, "likelihood"}}};
-};
-
-template <>
-struct dpm::experiments::Choices<dpm::diffusion::inverse::PigdmGuidance> {
-  using G = dpm::diffusion::inverse::PigdmGuidance;
-  static constexpr std::array<std::pair<G, const char*>, 2> values{
-      {{G::noiseless, "noiseless"}, {G::noisy, "noisy"}}};
 };
 
 namespace dpm::experiments {
@@ -93,15 +49,6 @@ struct InverseTask {
 
   std::string name() const;  // "cs M=16", "inpaint 50%"
   bool operator==(const InverseTask&) const = default;
-};
-
-// A RED-Diff setting the ablation varies; the table's is the plan's own.
-struct RedDiffVariant {
-  diffusion::inverse::RedDiffWeighting weighting = diffusion::inverse::RedDiffWeighting::linear;
-  double lambda = 0.25;
-  diffusion::inverse::StepOrder order = diffusion::inverse::StepOrder::descending;
-
-  std::string name() const;  // "linear, lambda 0.25, descending"
 };
 
 enum class InverseBenchUnitKind {
@@ -122,7 +69,7 @@ struct InverseBenchUnit {
   std::string stage() const;  // "cs M=16, sigma_y 0.1: red-diff, oracle"
 };
 
-struct InverseBenchPlan {
+struct InverseBenchPlan : InverseSolverPlan {
   std::string gmm;  // the prior (gmm.safetensors); empty: the one of the network's training data
   std::string checkpoint;  // a network trained on data of this GMM; empty: eps* only
   std::vector<InverseBenchPart> parts{InverseBenchPart::table, InverseBenchPart::nfe,
@@ -130,28 +77,9 @@ struct InverseBenchPlan {
   std::vector<int64_t> cs_rows{16, 32, 48};      // compressed sensing: M x N Gaussian matrices
   std::vector<double> missing{0.25, 0.5, 0.75};  // random inpainting: the fraction missing
   std::vector<double> sigma_y{0.05, 0.2};
-  std::vector<InverseSolver> solvers{InverseSolver::red_diff, InverseSolver::dps,
-                                     InverseSolver::pigdm, InverseSolver::ddrm};
   int64_t samples = 64;  // test samples drawn from the GMM
   std::string schedule;  // eps*'s without a network; empty: the network's, else paper_linear
   int64_t T = 0;         // eps*'s T without a network; 0: the network's, else 300
-  int64_t red_diff_steps = 50;
-  double red_diff_lr = 0.1;
-  double red_diff_lambda = 0.25;
-  diffusion::inverse::RedDiffWeighting red_diff_weighting =
-      diffusion::inverse::RedDiffWeighting::linear;
-  diffusion::inverse::RedDiffDataTerm red_diff_data_term =
-      diffusion::inverse::RedDiffDataTerm::authors_mean;
-  int64_t dps_steps = 0;  // 0: every step
-  double dps_zeta = 1.0;
-  double dps_eta = 1.0;
-  int64_t pigdm_steps = 50;
-  double pigdm_eta = 0.0;
-  double pigdm_weight = 1.0;
-  diffusion::inverse::PigdmGuidance pigdm_guidance = diffusion::inverse::PigdmGuidance::noiseless;
-  int64_t ddrm_steps = 20;
-  double ddrm_eta = 0.85;
-  double ddrm_eta_b = 1.0;
   std::vector<int64_t> nfe_steps{5, 10, 20, 50, 100};  // the NFE sweep's grid steps (<= T)
   std::vector<double> ablation_lambda{0.05, 0.1, 0.25, 0.5, 1.0};
   uint64_t seed = 0;
@@ -164,25 +92,10 @@ struct InverseBenchPlan {
     visit("cs_rows", plan.cs_rows);
     visit("missing", plan.missing);
     visit("sigma_y", plan.sigma_y);
-    visit("solvers", plan.solvers);
     visit("samples", plan.samples);
     visit("schedule", plan.schedule);
     visit("T", plan.T);
-    visit("red_diff_steps", plan.red_diff_steps);
-    visit("red_diff_lr", plan.red_diff_lr);
-    visit("red_diff_lambda", plan.red_diff_lambda);
-    visit("red_diff_weighting", plan.red_diff_weighting);
-    visit("red_diff_data_term", plan.red_diff_data_term);
-    visit("dps_steps", plan.dps_steps);
-    visit("dps_zeta", plan.dps_zeta);
-    visit("dps_eta", plan.dps_eta);
-    visit("pigdm_steps", plan.pigdm_steps);
-    visit("pigdm_eta", plan.pigdm_eta);
-    visit("pigdm_weight", plan.pigdm_weight);
-    visit("pigdm_guidance", plan.pigdm_guidance);
-    visit("ddrm_steps", plan.ddrm_steps);
-    visit("ddrm_eta", plan.ddrm_eta);
-    visit("ddrm_eta_b", plan.ddrm_eta_b);
+    solver_fields(plan, visit);
     visit("nfe_steps", plan.nfe_steps);
     visit("ablation_lambda", plan.ablation_lambda);
     visit("seed", plan.seed);

@@ -5,6 +5,8 @@
 #include <limits>
 #include <sstream>
 
+#include "experiments/report/format.hpp"
+
 namespace dpm::experiments {
 namespace {
 
@@ -263,6 +265,17 @@ void require_list(const std::string& field, const std::vector<double>& values) {
   if (values.size() > kMaxValues) throw PlanError(field, "has more than 1000 values");
   for (double v : values)
     if (!std::isfinite(v)) throw PlanError(field, "holds a number that is not finite");
+}
+
+void require_finite(const std::string& field, double value, double min_value, bool inclusive,
+                    double max_value) {
+  if (!std::isfinite(value) || value < min_value || (!inclusive && value == min_value) ||
+      value > max_value)
+    throw PlanError(
+        field,
+        "must be " + std::string(inclusive ? ">= " : "> ") + report::number(min_value) +
+            (std::isfinite(max_value) ? " and <= " + report::number(max_value) : std::string()) +
+            ", got " + report::number(value));
 }
 
 }  // namespace dpm::experiments

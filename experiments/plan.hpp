@@ -21,6 +21,7 @@
 // one.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <set>
 #include <stdexcept>
@@ -232,5 +233,8 @@ void require_range(const std::string& field, int64_t value, int64_t min_value, i
 void require_list(const std::string& field, const std::vector<int64_t>& values, int64_t min_value,
                   int64_t max_value);  // non-empty, each in range, each once
 void require_list(const std::string& field, const std::vector<double>& values);  // 1..1000 finite
+// finite, >= min_value (> when !inclusive) and <= max_value
+void require_finite(const std::string& field, double value, double min_value, bool inclusive,
+                    double max_value = INFINITY);
 
 }  // namespace dpm::experiments

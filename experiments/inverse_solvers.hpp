@@ -1,0 +1,136 @@
+#pragma once
+// The inverse-problem solvers as the experiments name and configure them (docs/inverse.md):
+// which solvers run and each one's settings, as plan fields. Both inverse-problem experiments
+// (inverse_bench.hpp on GMM priors, image_restore.hpp on images) derive their plan from
+// InverseSolverPlan, so a solver setting is one field, one JSON name and one flag for both.
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/rng.hpp"
+#include "diffusion/inverse/pigdm.hpp"
+#include "diffusion/inverse/red_diff.hpp"
+#include "diffusion/inverse/solver.hpp"
+#include "experiments/plan.hpp"
+
+namespace dpm::experiments {
+
+enum class InverseSolver { red_diff, dps, pigdm, ddrm };
+
+}  // namespace dpm::experiments
+
+template <>
+struct dpm::experiments::Choices<dpm::experiments::InverseSolver> {
+  static constexpr std::array<std::pair<InverseSolver, const char*>, 4> values{
+      {{InverseSolver::red_diff, "red-diff"},
+       {InverseSolver::dps, "dps"},
+       {InverseSolver::pigdm, "pigdm"},
+       {InverseSolver::ddrm, "ddrm"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffWeighting> {
+  using W = dpm::diffusion::inverse::RedDiffWeighting;
+  static constexpr std::array<std::pair<W, const char*>, 6> values{
+      {{W::linear, "linear"},
+       {W::sqrt, "sqrt"},
+       {W::square, "square"},
+       {W::log, "log"},
+       {W::trunc_linear, "trunc_linear"},
+       {W::constant, "const"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::StepOrder> {
+  using O = dpm::diffusion::inverse::StepOrder;
+  static constexpr std::array<std::pair<O, const char*>, 3> values{
+      {{O::descending, "descending"}, {O::ascending, "ascending"}, {O::random, "random"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffDataTerm> {
+  using D = dpm::diffusion::inverse::RedDiffDataTerm;
+  static constexpr std::array<std::pair<D, const char*>, 2> values{
+      {{D::authors_mean, "authors_mean"}, {D::likelihood, "likelihood"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::PigdmGuidance> {
+  using G = dpm::diffusion::inverse::PigdmGuidance;
+  static constexpr std::array<std::pair<G, const char*>, 2> values{
+      {{G::noiseless, "noiseless"}, {G::noisy, "noisy"}}};
+};
+
+namespace dpm::experiments {
+
+// A RED-Diff setting an ablation varies; elsewhere the plan's own.
+struct RedDiffVariant {
+  diffusion::inverse::RedDiffWeighting weighting = diffusion::inverse::RedDiffWeighting::linear;
+  double lambda = 0.25;
+  diffusion::inverse::StepOrder order = diffusion::inverse::StepOrder::descending;
+
+  std::string name() const;  // "linear, lambda 0.25, descending"
+};
+
+// The solvers' fields of a plan; defaults follow the authors' configs (docs/inverse.md).
+struct InverseSolverPlan {
+  std::vector<InverseSolver> solvers{InverseSolver::red_diff, InverseSolver::dps,
+                                     InverseSolver::pigdm, InverseSolver::ddrm};
+  int64_t red_diff_steps = 50;
+  double red_diff_lr = 0.1;
+  double red_diff_lambda = 0.25;
+  diffusion::inverse::RedDiffWeighting red_diff_weighting =
+      diffusion::inverse::RedDiffWeighting::linear;
+  diffusion::inverse::RedDiffDataTerm red_diff_data_term =
+      diffusion::inverse::RedDiffDataTerm::authors_mean;
+  int64_t dps_steps = 0;  // 0: every step
+  double dps_zeta = 1.0;
+  double dps_eta = 1.0;
+  int64_t pigdm_steps = 50;
+  double pigdm_eta = 0.0;
+  double pigdm_weight = 1.0;
+  diffusion::inverse::PigdmGuidance pigdm_guidance = diffusion::inverse::PigdmGuidance::noiseless;
+  int64_t ddrm_steps = 20;
+  double ddrm_eta = 0.85;
+  double ddrm_eta_b = 1.0;
+
+  // Visits the solvers' fields; a derived plan's fields() calls it.
+  template <typename Self, typename Visit>
+  static void solver_fields(Self& plan, Visit&& visit) {
+    visit("solvers", plan.solvers);
+    visit("red_diff_steps", plan.red_diff_steps);
+    visit("red_diff_lr", plan.red_diff_lr);
+    visit("red_diff_lambda", plan.red_diff_lambda);
+    visit("red_diff_weighting", plan.red_diff_weighting);
+    visit("red_diff_data_term", plan.red_diff_data_term);
+    visit("dps_steps", plan.dps_steps);
+    visit("dps_zeta", plan.dps_zeta);
+    visit("dps_eta", plan.dps_eta);
+    visit("pigdm_steps", plan.pigdm_steps);
+    visit("pigdm_eta", plan.pigdm_eta);
+    visit("pigdm_weight", plan.pigdm_weight);
+    visit("pigdm_guidance", plan.pigdm_guidance);
+    visit("ddrm_steps", plan.ddrm_steps);
+    visit("ddrm_eta", plan.ddrm_eta);
+    visit("ddrm_eta_b", plan.ddrm_eta_b);
+  }
+
+  void validate_solvers() const;  // throws PlanError naming the field
+  // The solver's grid steps on a schedule of T steps (DPS's 0: all T).
+  int64_t steps(InverseSolver solver, int64_t T) const;
+  // Throws PlanError naming the steps field of a listed solver whose steps exceed T.
+  void require_steps_within(int64_t T) const;
+  static const char* steps_field(InverseSolver solver);  // "dps_steps"
+
+  // Runs `solver` with these settings on `steps` grid steps (a variant overrides RED-Diff's).
+  diffusion::inverse::Restored solve(InverseSolver solver, int64_t steps,
+                                     const std::optional<RedDiffVariant>& variant,
+                                     diffusion::inverse::MeasurementOperator& op,
+                                     const diffusion::inverse::Problem& problem,
+                                     const diffusion::inverse::Prior& prior, Rng& rng) const;
+};
+
+}  // namespace dpm::experiments
