@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -457,9 +458,11 @@ TrainResult Trainer::fit() {
   const int64_t per_epoch = steps_per_epoch();
   int64_t total = options_.max_epochs * per_epoch;
   if (options_.max_steps > 0) total = std::min(total, options_.max_steps);
-  ProgressLine progress("train", total, "steps", options_.progress ? stderr : nullptr);
-  double running_loss = 0;
   const int64_t start_step = step_;
+  // A resumed run counts and times the steps it has left, so its rate and ETA are its own.
+  ProgressLine progress("train", std::max<int64_t>(0, total - start_step), "steps",
+                        options_.progress ? stderr : nullptr);
+  double running_loss = 0;
   bool stop = false;
 
   auto elapsed = [&] { return elapsed_before_ + progress.elapsed_seconds(); };
