@@ -41,19 +41,14 @@ std::string small_prior(const std::filesystem::path& dir) {
   return path;
 }
 
-// A plan small enough for the normal suite: two tasks, two noise levels, every solver.
+// A plan small enough for the normal suite: the quick size with two noise levels, on a T of 20.
 ex::InverseBenchPlan small_plan(const std::string& gmm) {
-  ex::InverseBenchPlan plan;
+  ex::InverseBenchPlan plan = ex::InverseBenchPlan::quick();
   plan.gmm = gmm;
   plan.cs_rows = {3};
-  plan.missing = {0.5};
   plan.sigma_y = {0.1, 0.3};
-  plan.samples = 16;
   plan.T = 20;
-  plan.red_diff_steps = 10;
   plan.dps_steps = 10;
-  plan.pigdm_steps = 10;
-  plan.ddrm_steps = 5;
   plan.nfe_steps = {2, 5};
   plan.ablation_lambda = {0.1};
   plan.seed = 3;
