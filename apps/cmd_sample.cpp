@@ -38,27 +38,18 @@ struct DataDescription {
 };
 
 DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const std::string& path) {
-  auto it = checkpoint.metadata.find(datasets::kTrainingDataMetadataKey);
-  if (it == checkpoint.metadata.end()) {
-    // A bare train_dpm checkpoint: only an MLP's sample shape follows from the model config.
-    const nlohmann::json config = checkpoint.model->config();
-    if (config.value("arch", "") != "mlp")
-      throw std::runtime_error(path + ": no '" + datasets::kTrainingDataMetadataKey +
-                               "' metadata (not written by `dpmlab train`), so the sample shape "
-                               "of this " +
-                               config.value("arch", "") + " is unknown");
-    const Shape shape{config.at("dim").get<int64_t>()};
-    return {shape, shape, std::nullopt};
-  }
-  try {
-    const nlohmann::json data = nlohmann::json::parse(it->second);
-    return {datasets::shape_from_json(data.at("model_shape"), path),
-            datasets::shape_from_json(data.at("sample_shape"), path),
-            datasets::normalization_from_json(data.at("normalization"), path)};
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": metadata '" + datasets::kTrainingDataMetadataKey +
-                             "' is not valid: " + e.what());
-  }
+  const datasets::TrainingData data = datasets::training_data(checkpoint.metadata, path);
+  if (data.model_shape && data.sample_shape)
+    return {*data.model_shape, *data.sample_shape, data.normalization};
+  // A bare train_dpm checkpoint: only an MLP's sample shape follows from the model config.
+  const nlohmann::json config = checkpoint.model->config();
+  if (config.value("arch", "") != "mlp")
+    throw std::runtime_error(path + ": no '" + datasets::kTrainingDataMetadataKey +
+                             "' metadata with the sample shape (not written by `dpmlab train`), "
+                             "so the sample shape of this " +
+                             config.value("arch", "") + " is unknown");
+  const Shape shape{config.at("dim").get<int64_t>()};
+  return {shape, shape, data.normalization};
 }
 
 // Images: [C, H, W] with 1 (gray) or 3 (RGB) channels.
@@ -95,8 +86,7 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
   process.kind =
       args.steps == "ddim" ? diffusion::ReverseKind::ddim : diffusion::ReverseKind::ancestral;
   process.variance = checkpoint.objective.reverse_variance;
-  ProgressLine progress("sample", schedule.T(), "steps",
-                               args.common.quiet ? nullptr : stderr);
+  ProgressLine progress("sample", schedule.T(), "steps", args.common.quiet ? nullptr : stderr);
   const diffusion::DoubleBatch x_0 = diffusion::run_reverse(
       process, *predictor, schedule, diffusion::DoubleBatch::from_tensor(x_T), schedule.T(),
       sampler_rng,

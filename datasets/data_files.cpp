@@ -175,6 +175,8 @@ TrainingData training_data(const std::map<std::string, std::string>& metadata,
       data.model_shape = shape_from_json(json.at("model_shape"), path);
     if (json.contains("sample_shape"))
       data.sample_shape = shape_from_json(json.at("sample_shape"), path);
+    if (json.contains("normalization"))
+      data.normalization = normalization_from_json(json.at("normalization"), path);
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": metadata '" + kTrainingDataMetadataKey +
                              "' is not valid: " + e.what());

@@ -72,6 +72,7 @@ Tensor read_tensor_spec(const std::string& spec, const std::string& default_tens
 struct TrainingData {
   std::string source;  // the data set directory or name
   std::optional<Shape> model_shape, sample_shape;
+  std::optional<datasets::Normalization> normalization;  // raw -> stored, as trained on
 };
 
 // From a checkpoint's metadata; errors name `path` (the checkpoint).
