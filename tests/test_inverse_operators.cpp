@@ -54,6 +54,8 @@ std::vector<std::unique_ptr<MeasurementOperator>> all_operators() {
   ops.push_back(std::make_unique<SeparableImageOperator>(make_super_resolution({1, 8, 4}, 4)));
   ops.push_back(std::make_unique<SeparableImageOperator>(make_gaussian_blur({2, 6, 7}, 1.2)));
   ops.push_back(std::make_unique<SeparableImageOperator>(make_uniform_blur({1, 10, 5})));
+  ops.push_back(
+      std::make_unique<SeparableImageOperator>(make_gaussian_blur({2, 12, 10}, 1.5, 3e-2)));
   ops.push_back(std::make_unique<DenseOperator>(make_compressed_sensing(5, 12, 3)));
   return ops;
 }
@@ -228,6 +230,49 @@ TEST_CASE("super-resolution of a constant image is constant; blur keeps a consta
             CHECK(v < 0.7);  // zero boundary: taps outside the image see zeros
         }
   }
+}
+
+TEST_CASE(
+    "a blur with a singular-value floor zeroes each axis's values below it and keeps the rest",
+    "[inverse]") {
+  // On [1, H, 1] the column map is the centre tap alone, so A's singular values are the row
+  // axis's times that tap: the floor applies to s / tap.
+  const double sigma = 1.5, floor = 3e-2;
+  double tap_sum = 0.0;
+  for (int64_t k = -kBlurTaps / 2; k <= kBlurTaps / 2; ++k)
+    tap_sum += std::exp(-static_cast<double>(k * k) / (2 * sigma * sigma));
+  const double centre_tap = 1.0 / tap_sum;
+  const ImageShape shape{1, 28, 1};
+  std::vector<double> exact = make_gaussian_blur(shape, sigma).singular_values();
+  std::vector<double> truncated = make_gaussian_blur(shape, sigma, floor).singular_values();
+  std::sort(exact.begin(), exact.end());
+  std::sort(truncated.begin(), truncated.end());
+  REQUIRE(exact.size() == truncated.size());
+  int64_t zeroed = 0;
+  for (size_t k = 0; k < exact.size(); ++k) {
+    INFO("k = " << k << ", exact " << exact[k]);
+    if (exact[k] / centre_tap < floor) {
+      ++zeroed;
+      CHECK(truncated[k] <= 1e-14);
+    } else {
+      CHECK(truncated[k] == Approx(exact[k]).epsilon(1e-12));
+    }
+  }
+  CHECK(exact.front() < 1e-4);  // why the floor is needed: A^+ would amplify noise by > 1e4
+  CHECK(zeroed > 0);
+  CHECK(zeroed < static_cast<int64_t>(exact.size()));
+
+  // A^+ of the truncated blur is bounded by 1 / (floor * centre tap), A^+ of the exact one is not.
+  SeparableImageOperator blur = make_gaussian_blur(shape, sigma, floor);
+  Rng rng(3);
+  const std::vector<double> y = random_vector(shape.numel(), rng);
+  double norm_y = 0.0, norm_x = 0.0;
+  for (double v : y) norm_y += v * v;
+  for (double v : blur.pseudo_inverse(y)) norm_x += v * v;
+  CHECK(std::sqrt(norm_x) <= std::sqrt(norm_y) / (floor * centre_tap) * (1 + 1e-9));
+
+  CHECK_THROWS_WITH(make_gaussian_blur(shape, sigma, -1.0), Catch::Contains("axis_singular_floor"));
+  CHECK_THROWS_WITH(make_uniform_blur(shape, 2.0), Catch::Contains("would zero every"));
 }
 
 namespace {

@@ -336,11 +336,42 @@ std::vector<double> blur_axis(int64_t size, const std::vector<double>& taps) {
   return map;
 }
 
+// The axis map with its singular values below `floor` set to zero, U diag(s) V^T rebuilt: the
+// blur the DDRM and RED-Diff authors' code measures with, whose pseudo-inverse stays bounded.
+std::vector<double> truncate_axis(const std::vector<double>& map, int64_t size, double floor,
+                                  const char* caller) {
+  DenseSvd svd = dense_svd(map, size, size, caller);
+  const double largest = *std::max_element(svd.s.begin(), svd.s.end());
+  if (floor >= largest)
+    throw std::invalid_argument(std::string(caller) + ": axis_singular_floor " +
+                                std::to_string(floor) + " would zero every singular value (the " +
+                                "largest is " + std::to_string(largest) + ")");
+  std::vector<double> rebuilt(static_cast<size_t>(size * size), 0.0);
+  for (int64_t k = 0; k < size; ++k) {
+    if (svd.s[k] < floor) continue;
+    for (int64_t i = 0; i < size; ++i)
+      for (int64_t j = 0; j < size; ++j)
+        rebuilt[i * size + j] += svd.u[i * size + k] * svd.s[k] * svd.vt[k * size + j];
+  }
+  return rebuilt;
+}
+
 SeparableImageOperator make_blur(std::string name, ImageShape shape,
-                                 const std::vector<double>& taps, const char* caller) {
+                                 const std::vector<double>& taps, double axis_singular_floor,
+                                 const char* caller) {
   require_image(shape, caller);
-  return SeparableImageOperator(std::move(name), shape, blur_axis(shape.height, taps), shape.height,
-                                blur_axis(shape.width, taps), shape.width);
+  if (!(axis_singular_floor >= 0.0) || !std::isfinite(axis_singular_floor))
+    throw std::invalid_argument(std::string(caller) +
+                                ": axis_singular_floor must be >= 0 and finite, got " +
+                                std::to_string(axis_singular_floor));
+  auto axis = [&](int64_t size) {
+    std::vector<double> map = blur_axis(size, taps);
+    return axis_singular_floor > 0.0 ? truncate_axis(map, size, axis_singular_floor, caller) : map;
+  };
+  if (axis_singular_floor > 0.0)
+    name += ", axis singular values < " + std::to_string(axis_singular_floor) + " zeroed";
+  return SeparableImageOperator(std::move(name), shape, axis(shape.height), shape.height,
+                                axis(shape.width), shape.width);
 }
 
 }  // namespace
@@ -357,7 +388,8 @@ SeparableImageOperator make_super_resolution(ImageShape shape, int64_t factor) {
                                 block_average(shape.width, factor), shape.width / factor);
 }
 
-SeparableImageOperator make_gaussian_blur(ImageShape shape, double sigma) {
+SeparableImageOperator make_gaussian_blur(ImageShape shape, double sigma,
+                                          double axis_singular_floor) {
   if (!(sigma > 0.0) || !std::isfinite(sigma))
     throw std::invalid_argument("make_gaussian_blur: sigma must be positive and finite, got " +
                                 std::to_string(sigma));
@@ -370,12 +402,12 @@ SeparableImageOperator make_gaussian_blur(ImageShape shape, double sigma) {
   }
   for (double& t : taps) t /= sum;
   return make_blur("gaussian blur (sigma " + std::to_string(sigma) + ")", shape, taps,
-                   "make_gaussian_blur");
+                   axis_singular_floor, "make_gaussian_blur");
 }
 
-SeparableImageOperator make_uniform_blur(ImageShape shape) {
+SeparableImageOperator make_uniform_blur(ImageShape shape, double axis_singular_floor) {
   const std::vector<double> taps(static_cast<size_t>(kBlurTaps), 1.0 / kBlurTaps);
-  return make_blur("uniform blur", shape, taps, "make_uniform_blur");
+  return make_blur("uniform blur", shape, taps, axis_singular_floor, "make_uniform_blur");
 }
 
 // ------------------------------------------------------------------------------------ dense

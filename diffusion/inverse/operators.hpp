@@ -112,10 +112,14 @@ SeparableImageOperator make_super_resolution(ImageShape shape, int64_t factor);
 
 // 9-tap separable blurs with zero boundary ("same" output size, pixels outside the image count as
 // zero): taps k = -4..4 of exp(-k^2 / (2 sigma^2)) normalised to sum 1, or all 1/9. Both kernels
-// are symmetric, so A = A^T.
+// are symmetric, so A = A^T. A blur's smallest singular values are tiny (about 1e-5 per axis for
+// sigma 1.5 on 28 pixels), so A^+ y amplifies the noise without bound; with
+// axis_singular_floor > 0 each axis map's singular values below it are set to zero (U diag(s) V^T
+// rebuilt), as the DDRM and RED-Diff authors' code does with 3e-2, and A is that truncated blur.
 constexpr int64_t kBlurTaps = 9;
-SeparableImageOperator make_gaussian_blur(ImageShape shape, double sigma);
-SeparableImageOperator make_uniform_blur(ImageShape shape);
+SeparableImageOperator make_gaussian_blur(ImageShape shape, double sigma,
+                                          double axis_singular_floor = 0.0);
+SeparableImageOperator make_uniform_blur(ImageShape shape, double axis_singular_floor = 0.0);
 
 // A dense row-major [m, n] matrix; the SVD is LAPACK's (dense_svd), computed at construction.
 class DenseOperator final : public MeasurementOperator {
