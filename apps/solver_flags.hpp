@@ -17,6 +17,8 @@ void add_solver_flags(FlagTable<Plan>& flags) {
             "RED-Diff: lambda_t's weighting of 1/sqrt(SNR_t)");
   flags.add("--red-diff-data-term", &S::red_diff_data_term,
             "RED-Diff: authors_mean (the authors' code) or likelihood (1 / (2 sigma_y^2))");
+  flags.add("--red-diff-start", &S::red_diff_start,
+            "RED-Diff: mu starts at pinv (A^+ y, the authors' code) or adjoint (A^T y)");
   flags.add("--dps-steps", &S::dps_steps, "DPS: grid steps (0: every step)");
   flags.add("--dps-zeta", &S::dps_zeta, "DPS: the step size zeta'");
   flags.add("--dps-eta", &S::dps_eta, "DPS: DDIM eta (1: ancestral)");

@@ -71,6 +71,7 @@ inv::Restored InverseSolverPlan::solve(InverseSolver solver, int64_t steps,
       s.lambda = red_diff_lambda;
       s.weighting = red_diff_weighting;
       s.data_term = red_diff_data_term;
+      s.start = red_diff_start;
       if (variant) {
         s.weighting = variant->weighting;
         s.lambda = variant->lambda;

@@ -58,6 +58,13 @@ struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffDataTerm> {
 };
 
 template <>
+struct dpm::experiments::Choices<dpm::diffusion::inverse::RedDiffStart> {
+  using S = dpm::diffusion::inverse::RedDiffStart;
+  static constexpr std::array<std::pair<S, const char*>, 2> values{
+      {{S::pseudo_inverse, "pinv"}, {S::adjoint, "adjoint"}}};
+};
+
+template <>
 struct dpm::experiments::Choices<dpm::diffusion::inverse::PigdmGuidance> {
   using G = dpm::diffusion::inverse::PigdmGuidance;
   static constexpr std::array<std::pair<G, const char*>, 2> values{
@@ -86,6 +93,8 @@ struct InverseSolverPlan {
       diffusion::inverse::RedDiffWeighting::linear;
   diffusion::inverse::RedDiffDataTerm red_diff_data_term =
       diffusion::inverse::RedDiffDataTerm::authors_mean;
+  diffusion::inverse::RedDiffStart red_diff_start =
+      diffusion::inverse::RedDiffStart::pseudo_inverse;
   int64_t dps_steps = 0;  // 0: every step
   double dps_zeta = 1.0;
   double dps_eta = 1.0;
@@ -106,6 +115,7 @@ struct InverseSolverPlan {
     visit("red_diff_lambda", plan.red_diff_lambda);
     visit("red_diff_weighting", plan.red_diff_weighting);
     visit("red_diff_data_term", plan.red_diff_data_term);
+    visit("red_diff_start", plan.red_diff_start);
     visit("dps_steps", plan.dps_steps);
     visit("dps_zeta", plan.dps_zeta);
     visit("dps_eta", plan.dps_eta);

@@ -268,16 +268,22 @@ TEST_CASE("RED-Diff is Adam on the step gradients with the documented draw order
   CHECK(max_abs_difference(restored.x_hat.values, mu) <= 1e-14);
 }
 
-// The start: no steps leave mu at A^+ y.
-TEST_CASE("RED-Diff starts from the pseudo-inverse A^+ y", "[inverse]") {
+// The start: no steps leave mu at A^+ y, or at A^T y.
+TEST_CASE("RED-Diff starts from the pseudo-inverse A^+ y or the adjoint A^T y", "[inverse]") {
   GaussianCase c(3, 0.1);
   Rng rng(25);
-  const Restored restored =
-      red_diff_on_steps({}, {}, c.op, c.problem(), oracle_prior(c.oracle), rng);
+  RedDiffSettings settings;
+  const Restored from_pinv =
+      red_diff_on_steps(settings, {}, c.op, c.problem(), oracle_prior(c.oracle), rng);
+  settings.start = RedDiffStart::adjoint;
+  const Restored from_adjoint =
+      red_diff_on_steps(settings, {}, c.op, c.problem(), oracle_prior(c.oracle), rng);
   ScopedBatch batch(c.op, 3);
-  CHECK(restored.x_hat.values == c.op.pseudo_inverse(c.y));
-  CHECK(restored.x_hat.shape == dpm::Shape({3, kDim}));
-  CHECK(restored.evaluations == 0);
+  CHECK(from_pinv.x_hat.values == c.op.pseudo_inverse(c.y));
+  CHECK(from_adjoint.x_hat.values == c.op.adjoint(c.y));
+  CHECK(from_adjoint.x_hat.values != from_pinv.x_hat.values);
+  CHECK(from_pinv.x_hat.shape == dpm::Shape({3, kDim}));
+  CHECK(from_pinv.evaluations == 0);
 }
 
 TEST_CASE("RED-Diff visits the grid in the chosen order, one evaluation per step", "[inverse]") {

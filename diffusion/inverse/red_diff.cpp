@@ -98,14 +98,15 @@ std::vector<double> step_gradient(const RedDiffSettings& settings, MeasurementOp
   return gradient;
 }
 
-// Adam on mu from A^+ y, one step per entry of `steps` (already checked).
+// Adam on mu from A^+ y or A^T y, one step per entry of `steps` (already checked).
 Restored run(const RedDiffSettings& settings, const std::vector<int64_t>& steps,
              MeasurementOperator& op, const Problem& problem, const Prior& prior, Rng& rng,
              int64_t rows) {
   std::vector<double> mu;
   {
     ScopedBatch batch(op, rows);
-    mu = op.pseudo_inverse(problem.y);
+    mu = settings.start == RedDiffStart::pseudo_inverse ? op.pseudo_inverse(problem.y)
+                                                        : op.adjoint(problem.y);
   }
   const int64_t size = static_cast<int64_t>(mu.size());
   Adam adam(mu.size(), settings.lr);

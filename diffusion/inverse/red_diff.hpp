@@ -4,10 +4,11 @@
 //   loss(mu) = obs_weight * data(mu) + w_t * sg(eps(x_t, t) - eps)^T mu,
 //   x_t = sqrt(abar_t) (mu + sigma_x0 z) + sqrt(1 - abar_t) eps,
 //   w_t = lambda * weighting(sqrt(1 - abar_t) / sqrt(abar_t)),
-// with mu started at A^+ y. The regulariser needs no Jacobian of the network: its gradient in mu
-// is w_t (eps(x_t, t) - eps). Each row of the batch is its own problem: its gradient is that of
-// its own loss (the authors' code averages the loss over the batch too, a factor 1 / B that Adam
-// all but cancels) and Adam acts element-wise, so a row's result does not depend on the others.
+// with mu started at A^+ y (or A^T y). The regulariser needs no Jacobian of the network: its
+// gradient in mu is w_t (eps(x_t, t) - eps). Each row of the batch is its own problem: its gradient
+// is that of its own loss (the authors' code averages the loss over the batch too, a factor 1 / B
+// that Adam all but cancels) and Adam acts element-wise, so a row's result does not depend on the
+// others.
 //
 // Noise: every step draws z = noise_x0 [B, n] and then eps = noise_xt [B, n] from the Rng, both
 // row-major, as the authors' code does (z also when sigma_x0 = 0); StepOrder::random draws its
@@ -38,8 +39,13 @@ enum class StepOrder { descending, ascending, random };
 // summed, the variational objective as the paper writes it (needs sigma_y > 0).
 enum class RedDiffDataTerm { authors_mean, likelihood };
 
+// Where mu starts: A^+ y (the authors' code), or A^T y, which stays bounded where A has tiny
+// singular values and A^+ amplifies the measurement noise by their inverse (a blur).
+enum class RedDiffStart { pseudo_inverse, adjoint };
+
 struct RedDiffSettings {
   StepGrid grid;  // 50 steps over 1..T, as the authors' default
+  RedDiffStart start = RedDiffStart::pseudo_inverse;
   StepOrder order = StepOrder::descending;
   RedDiffWeighting weighting = RedDiffWeighting::linear;
   RedDiffDataTerm data_term = RedDiffDataTerm::authors_mean;
