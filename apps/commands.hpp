@@ -20,5 +20,6 @@ void register_denoise_bench_command(CLI::App& app);  // dpmlab denoise-bench
 void register_bench_command(CLI::App& app);          // dpmlab bench
 void register_bound_command(CLI::App& app);          // dpmlab bound
 void register_inverse_bench_command(CLI::App& app);  // dpmlab inverse-bench
+void register_restore_command(CLI::App& app);        // dpmlab restore
 
 }  // namespace dpm::cli

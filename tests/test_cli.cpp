@@ -139,8 +139,9 @@ TEST_CASE("every subcommand has --help with an example", "[cli]") {
     for (const std::string& name : listed_subcommands(help.output))
       commands.push_back(commands[i].empty() ? name : commands[i] + " " + name);
   }
-  for (const char* command : {"model summary", "model init", "model check", "demo", "gmm make",
-                              "gmm fit", "gmm cme", "train", "sample", "denoise-bench"}) {
+  for (const char* command :
+       {"model summary", "model init", "model check", "demo", "gmm make", "gmm fit", "gmm cme",
+        "train", "sample", "denoise-bench", "inverse-bench", "restore"}) {
     INFO(command);
     CHECK(seen.count(command) == 1);
   }
@@ -188,6 +189,9 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"denoise-bench --config estimators.json", "--estimators"},
       {"bound --checkpoint missing.safetensors", "--checkpoint"},
       {"bound --checkpoint gmm/gmm.safetensors --split training", "--split"},
+      {"restore --quick", "--checkpoint"},
+      {"restore --checkpoint gmm/gmm.safetensors --tasks box,deblur", "--tasks"},
+      {"restore --checkpoint gmm/gmm.safetensors --mask missing.png", "--tasks"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);
