@@ -292,10 +292,15 @@ void Restorer::measure(RestoreTask task) {
   Rng noise = Rng(plan_.seed, noise_stream).split(task_index(task));
   for (double& v : m.y) v += plan_.sigma_y * noise.normal();
 
-  RestoreMeasurements record{task, m.op->output_dim(), {m.y.begin(), m.y.end()}, {}};
+  RestoreMeasurements record{task, m.op->output_dim(), {m.y.begin(), m.y.end()}};
   if (auto* mask = dynamic_cast<inv::MaskOperator*>(m.op.get())) {
     record.observed.assign(static_cast<size_t>(in_.image.numel()), 0.0f);
     for (int64_t i : mask->observed_indices()) record.observed[i] = 1.0f;
+  } else if (auto* separable = dynamic_cast<inv::SeparableImageOperator*>(m.op.get())) {
+    record.row_map.assign(separable->row_map().begin(), separable->row_map().end());
+    record.col_map.assign(separable->col_map().begin(), separable->col_map().end());
+    record.out_height = separable->output_shape().height;
+    record.out_width = separable->output_shape().width;
   }
   results_.measurements.push_back(std::move(record));
   ImageRestoreEntry entry;

@@ -117,12 +117,16 @@ struct ImageRestoreEntry {
   double seconds = 0;
 };
 
-// One task's measurements [n, m] (pixel units) and, for masks, which pixels were observed.
+// One task's measurements [n, m] (pixel units) and its operator: for masks the observed pixels,
+// for super-resolution and blur the per-axis maps, Y = L X R^T in every channel.
 struct RestoreMeasurements {
   RestoreTask task = RestoreTask::box;
   int64_t rows = 0;             // m
   std::vector<float> y;         // [n, m]
   std::vector<float> observed;  // masks: [C, H, W], 1 observed, 0 missing; empty otherwise
+  std::vector<float> row_map;   // otherwise: L [H', H]
+  std::vector<float> col_map;   // and R [W', W]
+  int64_t out_height = 0, out_width = 0;  // H', W'
 };
 
 struct ImageRestoreResults {

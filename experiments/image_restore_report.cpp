@@ -124,6 +124,10 @@ void write_measurements(const ImageRestoreResults& results, const std::filesyste
     if (!m.observed.empty())
       tensors.push_back(
           {"observed: " + task, Tensor::from_vector(Shape{s[0], s[1], s[2]}, m.observed)});
+    if (!m.row_map.empty()) {
+      tensors.push_back({"L: " + task, Tensor::from_vector(Shape{m.out_height, s[1]}, m.row_map)});
+      tensors.push_back({"R: " + task, Tensor::from_vector(Shape{m.out_width, s[2]}, m.col_map)});
+    }
   }
   for (size_t i = 0; i < results.entries.size(); ++i)
     tensors.push_back({"x_hat: " + std::string(choice_name(results.entries[i].task)) + ", " +
@@ -131,7 +135,10 @@ void write_measurements(const ImageRestoreResults& results, const std::filesyste
                        Tensor::from_vector(images, results.restored[i])});
   write_safetensors(path.string(), tensors,
                     {{"format", "dpmlab restore measurements"},
-                     {"units", "pixels in [0, 1]; x_hat clamped to [0, 1] as scored"}});
+                     {"units", "pixels in [0, 1]; x_hat clamped to [0, 1] as scored"},
+                     {"operators",
+                      "masks: y = the observed pixels (observed = 1) in row-major order; "
+                      "super-resolution and blur: Y = L X R^T in every channel"}});
 }
 
 }  // namespace

@@ -298,6 +298,24 @@ TEST_CASE("restore applies a user's mask PNG and writes its report", "[restore]"
   CHECK(saved.get("x0").shape() == Shape{plan.images, 1, kSide, kSide});
   CHECK(saved.get("y: sr4").shape() == Shape{plan.images, kSide * kSide / 16});
   CHECK(saved.get("observed: mask").shape() == Shape{1, kSide, kSide});
+  // The saved maps rebuild the measurements: y = L x0 R^T up to the noise sigma_y.
+  const Tensor L = saved.get("L: sr4"), R = saved.get("R: sr4");
+  REQUIRE(L.shape() == Shape{kSide / 4, kSide});
+  REQUIRE(R.shape() == Shape{kSide / 4, kSide});
+  const Tensor x0 = saved.get("x0"), y = saved.get("y: sr4");
+  double worst = 0;
+  for (int64_t n = 0; n < plan.images; ++n)
+    for (int64_t i = 0; i < kSide / 4; ++i)
+      for (int64_t j = 0; j < kSide / 4; ++j) {
+        double v = 0;
+        for (int64_t a = 0; a < kSide; ++a)
+          for (int64_t b = 0; b < kSide; ++b)
+            v += L.data()[i * kSide + a] * x0.data()[(n * kSide + a) * kSide + b] *
+                 R.data()[j * kSide + b];
+        worst = std::max(worst, std::abs(v - y.data()[(n * kSide / 4 + i) * kSide / 4 + j]));
+      }
+  CHECK(worst < 6 * plan.sigma_y);
+  CHECK(worst > 0);
   CHECK(saved.get("x_hat: mask, pigdm").shape() == Shape{plan.images, 1, kSide, kSide});
   std::ifstream json_file(out / "restore.json");
   const nlohmann::json json = nlohmann::json::parse(json_file);

@@ -82,6 +82,8 @@ class SeparableImageOperator final : public MeasurementOperator {
   int64_t output_dim() const override { return shape_.channels * out_height_ * out_width_; }
   ImageShape input_shape() const { return shape_; }
   ImageShape output_shape() const { return {shape_.channels, out_height_, out_width_}; }
+  const std::vector<double>& row_map() const { return row_map_; }  // L [H', H], row-major
+  const std::vector<double>& col_map() const { return col_map_; }  // R [W', W], row-major
   std::vector<double> apply(const std::vector<double>& x) override;
   std::vector<double> adjoint(const std::vector<double>& y) override;
   bool has_svd() const override { return true; }
