@@ -240,7 +240,7 @@ TEST_CASE("PiGDM's guidance is the gradient of <sg(g), x0_hat(x_t)>", "[inverse]
     }
 }
 
-TEST_CASE("PiGDM's g against closed forms: (y - x0_hat) / (r^2 + sigma^2), dense A^+ and solve",
+TEST_CASE("PiGDM's g against closed forms: r^2 (y - x0_hat) / (r^2 + sigma^2), dense A^+, solve",
           "[inverse][pigdm]") {
   const Schedule schedule = Schedule::paper_linear(50);
   GmmOracle oracle = random_oracle(4, schedule);
@@ -257,7 +257,7 @@ TEST_CASE("PiGDM's g against closed forms: (y - x0_hat) / (r^2 + sigma^2), dense
         pigdm_guidance(PigdmGuidance::noisy, identity, problem, prior, t, x);
     std::vector<double> expected(term.x0_hat.size());
     for (size_t i = 0; i < expected.size(); ++i)
-      expected[i] = (problem.y[i] - term.x0_hat[i]) / (r2 + sigma_y * sigma_y);
+      expected[i] = r2 * (problem.y[i] - term.x0_hat[i]) / (r2 + sigma_y * sigma_y);
     // U = V = I and s = 1 exactly: the same few roundings of O(1) values (measured: equal).
     CHECK(max_abs_diff(term.g, expected) <= 1e-14 * max_abs(expected));
   }
@@ -303,12 +303,22 @@ TEST_CASE("PiGDM's g against closed forms: (y - x0_hat) / (r^2 + sigma^2), dense
       std::vector<double> solved(static_cast<size_t>(rows * kDim), 0.0);
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < kDim; ++j)
-          for (int64_t i = 0; i < m; ++i) solved[r * kDim + j] += a[i * kDim + j] * z[i * rows + r];
+          for (int64_t i = 0; i < m; ++i)
+            solved[r * kDim + j] += r2 * a[i * kDim + j] * z[i * rows + r];
       // Two routes to the same small, well-conditioned linear algebra (cond(A) ~ 10 for these
       // Gaussian matrices, sigma^2 regularising the solve): measured agreement 1.9e-15 relative,
       // so 1e-13 allows a few ulps times the conditioning.
       CHECK(max_abs_diff(noiseless.g, pinv) <= 1e-13 * max_abs(pinv));
       CHECK(max_abs_diff(noisy.g, solved) <= 1e-13 * max_abs(solved));
+
+      // As sigma_y -> 0 the noisy g tends to the noiseless one: r^2 (r^2 s^2 + sigma^2)^-1 s
+      // differs from 1 / s by a relative sigma^2 / (r^2 s^2), which the square 8 x 8 matrix's
+      // smallest s makes ~1e-5 at sigma 1e-6 (measured), so sigma 1e-9 puts it near 1e-11.
+      Problem nearly_noiseless = problem;
+      nearly_noiseless.sigma_y = 1e-9;
+      const PigdmGuidanceTerm limit =
+          pigdm_guidance(PigdmGuidance::noisy, op, nearly_noiseless, prior, t, x);
+      CHECK(max_abs_diff(limit.g, noiseless.g) <= 1e-8 * max_abs(noiseless.g));
     }
   }
 }

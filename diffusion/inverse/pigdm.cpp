@@ -9,8 +9,10 @@
 namespace dpm::diffusion::inverse {
 namespace {
 
-// g = A^T U diag(1 / (r_t^2 s_i^2 + sigma_y^2)) U^T residual, the spectral form of
-// A^T (r_t^2 A A^T + sigma_y^2 I)^-1 residual; U's columns beyond the k singular values have s = 0.
+// g = A^T U diag(r_t^2 / (r_t^2 s_i^2 + sigma_y^2)) U^T residual, the spectral form of
+// r_t^2 A^T (r_t^2 A A^T + sigma_y^2 I)^-1 residual. A^T maps U's columns of s = 0 (those beyond
+// the k singular values, and zero ones) to zero, so their coefficients are set to zero rather
+// than scaled by r_t^2 / sigma_y^2 and left for rounding to cancel.
 std::vector<double> noisy_vector(MeasurementOperator& op, std::vector<double> residual,
                                  double r_squared, double sigma_y) {
   const std::vector<double> s = op.singular_values();
@@ -19,7 +21,8 @@ std::vector<double> noisy_vector(MeasurementOperator& op, std::vector<double> re
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < m; ++i) {
       const double s_i = i < k ? s[i] : 0.0;
-      spectral[r * m + i] /= r_squared * s_i * s_i + sigma_y * sigma_y;
+      spectral[r * m + i] *=
+          s_i == 0.0 ? 0.0 : r_squared / (r_squared * s_i * s_i + sigma_y * sigma_y);
     }
   return op.adjoint(op.apply_u(spectral));
 }

@@ -5,8 +5,11 @@
 //   weight * sqrt(abar_s) sqrt(abar_t) * J_x0hat(x_t)^T g,
 //   x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps(x_t, t)) / sqrt(abar_t), where
 //   noiseless: g = A^+ y - A^+ A x0_hat (the RED-Diff repository's baseline, algos/pgdm.py);
-//   noisy:     g = A^T (r_t^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat), r_t^2 = 1 - abar_t (the
-//              paper's form for unit-variance data; by the operator's SVD, needs sigma_y > 0).
+//   noisy:     g = r_t^2 A^T (r_t^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat), r_t^2 = 1 - abar_t
+//              (the paper's form for unit-variance data, by the operator's SVD, needs
+//              sigma_y > 0), times r_t^2 so that it tends to the noiseless g as sigma_y -> 0:
+//              the paper's noiseless form carries 1 / r_t^2, which the repository's coefficient
+//              replaces, so the noisy form takes the same coefficient only without it.
 // g is held fixed (stop-gradient) in the product: the guidance is grad_{x_t} <sg(g), x0_hat(x_t)>.
 // Each step costs one evaluation and one backward pass; the noise is drawn as guidance.hpp says.
 // The result is x_0 of the last step. Unlike the authors' code for their 'in2' inpainting, x0_hat
