@@ -2,11 +2,14 @@
 // `make` draws the paper's random GMM and a normalised train/val/test set from it, `fit` fits a GMM
 // to data by EM (e.g. to Fashion-MNIST, for an image-like GMM with a known CME), and `cme`
 // tabulates the NMSE of the closed-form estimators (CME, LMMSE, LS) against the SNR.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "apps/value_lists.hpp"
 #include "autograd/progress_line.hpp"
 #include "datasets/data_files.hpp"
+#include "datasets/dense.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 #include "datasets/idx.hpp"
@@ -130,7 +134,7 @@ void register_make(CLI::App* gmm) {
 
 struct FitArgs {
   CommonArgs common;
-  std::string data;
+  std::string data, resume;
   std::string data_dir = datasets::kDefaultFashionMnistDir;
   int64_t components = 128, iters = 100, max_samples = 0, sample = 0;
   datasets::SplitCounts counts{0, 10000, 10000};
@@ -164,6 +168,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
   config.integer("--max-samples", args.max_samples, 0);
   config.number("--tolerance", args.tolerance, 0.0);
   config.integer("--sample", args.sample, 0);
+  config.text("--resume", args.resume);
   take_split_flags(config, args.counts);
   config.seed(args.common.seed);
   const nlohmann::json used = config.finish();
@@ -178,23 +183,69 @@ void run_fit(const CLI::App* command, FitArgs& args) {
                                                    " components need at least as many samples, "
                                                    "got " +
                                                    std::to_string(n));
-  ProgressLine progress("gmm fit", args.iters, "iterations", progress_stream(args.common));
+  // What the fit is of: a resumed fit must be of the same data, K and seed.
+  const nlohmann::json run = {
+      {"data", args.data}, {"max_samples", args.max_samples}, {"samples", n},
+      {"dim", dim},        {"components", args.components},   {"seed", args.common.seed}};
+  std::optional<datasets::SavedGmmFitState> resumed;
+  if (!args.resume.empty()) {
+    try {
+      resumed = datasets::load_gmm_fit_state(args.resume);
+    } catch (const std::runtime_error& e) {  // not a fit state: a usage error naming the flag
+      throw CLI::ValidationError("--resume", e.what());
+    }
+    if (resumed->run != run)
+      throw CLI::ValidationError("--resume", args.resume + " is the state of a fit of " +
+                                                 resumed->run.dump() + "; this fit is of " +
+                                                 run.dump());
+    if (resumed->state.iterations >= args.iters)
+      throw CLI::ValidationError("--resume", args.resume + " has " +
+                                                 std::to_string(resumed->state.iterations) +
+                                                 " iterations done; --iters " +
+                                                 std::to_string(args.iters) + " leaves none");
+  }
+  const int first = resumed ? resumed->state.iterations : 0;
+  // One EM iteration is about 2 K n D^2 flops (the E-step's triangular solves and the M-step's
+  // scatter matrices), set beside the dgemm rate measured here, in this run.
+  const double iteration_flops = 2.0 * static_cast<double>(args.components) * n * dim * dim;
+  const double dgemm = datasets::dgemm_gflops(std::max<int64_t>(dim, 256));
+  ProgressLine progress("gmm fit", args.iters - first, "iterations", progress_stream(args.common));
+  const std::string state_file = out_file(args.common, "fit_state.safetensors");
   datasets::GmmFitOptions options;
   options.components = args.components;
   options.max_iterations = static_cast<int>(args.iters);
   options.tolerance = args.tolerance;
   options.seed = args.common.seed;
+  if (resumed) options.resume = &resumed->state;
+  std::vector<double> rates;  // GFLOP/s per iteration
+  auto last = std::chrono::steady_clock::now();
   options.on_iteration = [&](const datasets::GmmFitProgress& p) {
-    char status[160];
+    const auto now = std::chrono::steady_clock::now();
+    const double gflops = iteration_flops / std::chrono::duration<double>(now - last).count() / 1e9;
+    last = now;
+    rates.push_back(gflops);
+    char status[200];
     std::snprintf(
-        status, sizeof status, "log-likelihood %.6g nats/sample | change %.3g%s", p.log_likelihood,
-        p.change,
+        status, sizeof status,
+        "log-likelihood %.6g nats/sample | change %.3g | %.0f GFLOP/s (%.0f%% of dgemm)%s",
+        p.log_likelihood, p.change, gflops, 100 * gflops / dgemm,
         p.restarts > 0 ? (" | " + std::to_string(p.restarts) + " re-seeded").c_str() : "");
-    progress.update(p.iteration, status);
+    progress.update(p.iteration - first, status);
+  };
+  options.on_state = [&](const datasets::GmmFitState& state) {
+    datasets::save_gmm_fit_state(state, run, state_file);
+    last = std::chrono::steady_clock::now();  // the save is not EM's time
   };
   datasets::GmmFitResult fit = datasets::fit_gmm(data.rows, options);
   progress.finish(fit.converged ? "converged" : "reached --iters");
-
+  // The median: the first iteration's time also holds the k-means start.
+  std::sort(rates.begin(), rates.end());
+  const double median = rates.empty() ? NAN : rates[rates.size() / 2];
+  std::printf(
+      "EM at %.0f GFLOP/s per iteration (median; 2 K n D^2 = %.3g flops each), %.0f%% of the "
+      "dgemm rate measured in this run (%.0f GFLOP/s at %lld^3). ",
+      median, iteration_flops, 100 * median / dgemm, dgemm,
+      static_cast<long long>(std::max<int64_t>(dim, 256)));
   std::printf(
       "Fitted a %lld-component full-covariance GMM to %lld samples of dimension %lld from %s by "
       "EM: %d iterations (%s), final mean log-likelihood %.6g nats per sample, %lld collapsed "
@@ -251,6 +302,10 @@ void register_fit(CLI::App* gmm) {
   fit->add_option("--max-samples", args->max_samples, "fit on the first N samples only (0: all)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}))
       ->capture_default_str();
+  fit->add_option("--resume", args->resume,
+                  "continue the fit saved in a fit_state.safetensors (written every iteration "
+                  "into --out), exactly as if it had not stopped")
+      ->check(CLI::ExistingFile);
   fit->add_option("--sample", args->sample,
                   "draw N training samples (and --val, --test) from the fit (0: none)")
       ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}))
@@ -331,7 +386,7 @@ void run_cme(const CLI::App* command, CmeArgs& args) {
                  power);
 
   ProgressLine progress("gmm cme", static_cast<int64_t>(grid.size()), "SNRs",
-                               progress_stream(args.common));
+                        progress_stream(args.common));
   std::vector<CmeRow> rows;
   for (size_t i = 0; i < grid.size(); ++i) {
     const double sigma2 = datasets::snr_db_to_sigma2(grid[i]);

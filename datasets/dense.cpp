@@ -4,6 +4,7 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -86,6 +87,25 @@ void symmetrize(double* a, int64_t n) {
       a[i * n + j] = mean;
       a[j * n + i] = mean;
     }
+}
+
+double dgemm_gflops(int64_t n) {
+  std::vector<double> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {  // any values: the rate does not depend on them
+    a[i] = static_cast<double>(i % 17) / 17.0;
+    b[i] = static_cast<double>(i % 13) / 13.0;
+  }
+  double best = 0.0;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const auto start = std::chrono::steady_clock::now();
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n),
+                static_cast<int>(n), 1.0, a.data(), static_cast<int>(n), b.data(),
+                static_cast<int>(n), 0.0, c.data(), static_cast<int>(n));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * static_cast<double>(n) * n * n / seconds / 1e9);
+  }
+  return best;
 }
 
 }  // namespace dpm::datasets

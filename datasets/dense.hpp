@@ -35,6 +35,10 @@ void whiten_rows(const double* x, int64_t rows, int64_t dim, const double* mean,
 // log N(x; mean, L L^T) from the squared norm of the whitened residual and log det(L L^T).
 double gaussian_log_density(double whitened_sq_norm, double log_det, int64_t dim);
 
+// The machine's dgemm rate at the current thread count, in GFLOP/s: an n x n x n product, best
+// of 3 (what a double-precision kernel's achieved rate is set beside).
+double dgemm_gflops(int64_t n);
+
 // log sum_i exp(v_i), stable for any finite values (-inf entries allowed).
 double log_sum_exp(const double* v, int64_t n);
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "autograd/io/safetensors.hpp"
 #include "autograd/rng.hpp"
 #include "autograd/threading.hpp"
 #include "datasets/dense.hpp"
@@ -180,6 +181,19 @@ Gmm kmeans_init(const Data& data, const GmmFitOptions& options, Rng& rng) {
   return model;
 }
 
+// Throws std::invalid_argument naming `context` unless the parameters have the sizes K and N
+// imply and every value is finite.
+void require_finite_parameters(const Gmm& g, const std::string& context) {
+  const auto K = static_cast<size_t>(g.components), N = static_cast<size_t>(g.dim);
+  if (g.components < 1 || g.dim < 1 || g.weights.size() != K || g.means.size() != K * N ||
+      g.covariances.size() != K * N * N)
+    throw std::invalid_argument(context + ": parameter sizes do not match K = " +
+                                std::to_string(g.components) + ", N = " + std::to_string(g.dim));
+  for (const std::vector<double>* values : {&g.weights, &g.means, &g.covariances})
+    for (double v : *values)
+      if (!std::isfinite(v)) throw std::invalid_argument(context + ": a parameter is not finite");
+}
+
 // Re-seeds every collapsed component (weight below min_weight, or covariance not positive
 // definite) at a random data point with the data covariance and weight 1/K, renormalises the
 // weights, and returns the factors of the repaired model and the number of re-seeded components.
@@ -229,7 +243,8 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
   data.n = data_tensor.size(0);
   data.dim = data_tensor.size(1);
   data.x = to_double_rows(data_tensor, data.dim, "fit_gmm", "data");
-  const int64_t K = options.initial ? options.initial->components : options.components;
+  const Gmm* start = options.resume ? &options.resume->model : options.initial;
+  const int64_t K = start ? start->components : options.components;
   if (K < 1 || data.n < K || data.dim < 1)
     throw std::invalid_argument(
         "fit_gmm: need D >= 1 and n >= K >= 1, got n = " + std::to_string(data.n) +
@@ -238,12 +253,22 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
       !(options.min_weight > 0.0))
     throw std::invalid_argument(
         "fit_gmm: max_iterations must be >= 1, reg_covar and tolerance >= 0, min_weight > 0");
-  if (options.initial) {
-    options.initial->validate("fit_gmm: initial model");
-    if (options.initial->dim != data.dim)
-      throw std::invalid_argument(
-          "fit_gmm: initial model has N = " + std::to_string(options.initial->dim) +
-          ", data has D = " + std::to_string(data.dim));
+  if (options.resume && options.resume->iterations >= options.max_iterations)
+    throw std::invalid_argument("fit_gmm: the resumed state has " +
+                                std::to_string(options.resume->iterations) +
+                                " iterations, max_iterations is " +
+                                std::to_string(options.max_iterations) + ": nothing is left to do");
+  if (start) {
+    const std::string what = options.resume ? "resumed model" : "initial model";
+    // A resumed model may hold collapsed components (zero weight, a singular covariance) that
+    // the next iteration re-seeds: only its sizes and finiteness are required.
+    if (options.resume)
+      require_finite_parameters(*start, "fit_gmm: " + what);
+    else
+      start->validate("fit_gmm: " + what);
+    if (start->dim != data.dim)
+      throw std::invalid_argument("fit_gmm: " + what + " has N = " + std::to_string(start->dim) +
+                                  ", data has D = " + std::to_string(data.dim));
   }
 
   // Data covariance (+ reg_covar I): the covariance a re-seeded component starts from.
@@ -260,11 +285,18 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
   add_to_diagonal(data_covariance.data(), data.dim, options.reg_covar);
 
   Rng rng(options.seed);
-  Gmm model = options.initial ? *options.initial : kmeans_init(data, options, rng);
+  Gmm model = start ? *start : kmeans_init(data, options, rng);
   GmmFitResult result;
+  int first = 1;
+  if (options.resume) {
+    rng.set_state(options.resume->rng);
+    result.log_likelihood = options.resume->log_likelihood;
+    result.iterations = options.resume->iterations;
+    result.restarts = options.resume->restarts;
+    first = options.resume->iterations + 1;
+  }
   std::vector<double> resp;
-  for (int iteration = 1; iteration <= options.max_iterations; ++iteration) {
-    if (iteration > 1) m_step(data, resp, options, model);
+  for (int iteration = first; iteration <= options.max_iterations; ++iteration) {
     auto [factors, restarts] = reseed_collapsed(data, data_covariance, options, rng, model);
     // E-step: responsibilities = softmax over components of the log joint, row by row.
     resp = model.log_joint(data.x, factors);
@@ -294,11 +326,139 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
       result.converged = true;
       break;
     }
+    if (iteration == options.max_iterations) break;  // the model measured last is the result
+    m_step(data, resp, options, model);
+    if (options.on_state)
+      options.on_state({model, rng.state(), result.log_likelihood, iteration, result.restarts});
   }
   model.round_to_float32();
   model.validate("fit_gmm (fitted model rounded to float32)");
   result.gmm = std::move(model);
   return result;
+}
+
+namespace {
+
+constexpr const char* kFitStateFormat = "dpmlab gmm fit state";
+constexpr const char* kFitStateParts[3] = {"hi", "mid", "lo"};
+
+// x = hi + mid + lo exactly: hi = float(x), mid = float(x - hi), lo = float(x - hi - mid); each
+// difference is exact in double and at most 5 bits remain for lo, for any x within float range.
+std::vector<Tensor> split_doubles(const std::vector<double>& values, const Shape& shape,
+                                  const std::string& path) {
+  std::vector<std::vector<float>> parts(3, std::vector<float>(values.size()));
+  for (size_t i = 0; i < values.size(); ++i) {
+    double rest = values[i];
+    if (!(std::abs(rest) <= std::numeric_limits<float>::max()))
+      throw std::runtime_error(path + ": cannot save the fit state: a parameter is " +
+                               std::to_string(rest) + ", beyond float range");
+    for (auto& part : parts) {
+      part[i] = static_cast<float>(rest);
+      rest -= part[i];
+    }
+  }
+  std::vector<Tensor> tensors;
+  for (auto& part : parts) tensors.push_back(Tensor::from_vector(shape, std::move(part)));
+  return tensors;
+}
+
+std::vector<double> joined_doubles(const SafeTensors& file, const std::string& name,
+                                   const Shape& shape) {
+  std::vector<double> values(static_cast<size_t>(shape.numel()), 0.0);
+  for (const char* part : kFitStateParts) {
+    const std::string tensor = name + "." + part;
+    const Tensor& t = file.get(tensor);
+    if (t.shape() != shape)
+      throw std::runtime_error(file.source + ": tensor '" + tensor + "' has shape " +
+                               t.shape().str() + ", expected " + shape.str());
+    const Tensor c = t.contiguous();
+    for (size_t i = 0; i < values.size(); ++i) values[i] += c.data()[i];
+  }
+  return values;
+}
+
+// The model of a fit state file; throws std::out_of_range for an absent tensor.
+void read_fit_state_model(const SafeTensors& file, Gmm& g) {
+  const Tensor& means = file.get("means.hi");
+  if (means.ndim() != 2)
+    throw std::runtime_error(file.source + ": tensor 'means.hi' has shape " + means.shape().str() +
+                             ", expected [K, N]");
+  g.components = means.size(0);
+  g.dim = means.size(1);
+  g.weights = joined_doubles(file, "weights", {g.components});
+  g.means = joined_doubles(file, "means", {g.components, g.dim});
+  g.covariances = joined_doubles(file, "covariances", {g.components, g.dim, g.dim});
+  require_finite_parameters(g, file.source);
+}
+
+}  // namespace
+
+void save_gmm_fit_state(const GmmFitState& state, const nlohmann::json& run,
+                        const std::string& path) {
+  const Gmm& g = state.model;
+  const int64_t K = g.components, N = g.dim;
+  NamedTensors tensors;
+  auto add = [&](const std::string& name, const std::vector<double>& values, const Shape& shape) {
+    const std::vector<Tensor> parts = split_doubles(values, shape, path);
+    for (int i = 0; i < 3; ++i) tensors.push_back({name + "." + kFitStateParts[i], parts[i]});
+  };
+  add("weights", g.weights, {K});
+  add("means", g.means, {K, N});
+  add("covariances", g.covariances, {K, N, N});
+  nlohmann::json rng = nlohmann::json::array();
+  for (uint64_t word : state.rng) rng.push_back(std::to_string(word));  // JSON numbers are doubles
+  const nlohmann::json fit = {{"rng", rng},
+                              {"log_likelihood", state.log_likelihood},
+                              {"iterations", state.iterations},
+                              {"restarts", state.restarts}};
+  write_safetensors(path, tensors,
+                    {{"format", kFitStateFormat}, {"state", fit.dump()}, {"run", run.dump()}});
+}
+
+SavedGmmFitState load_gmm_fit_state(const std::string& path) {
+  const SafeTensors file = read_safetensors(path);
+  auto entry = [&](const char* key) {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end())
+      throw std::runtime_error(path + ": no metadata '" + key + "' (not a fit state of `dpmlab " +
+                               "gmm fit`)");
+    return it->second;
+  };
+  if (entry("format") != kFitStateFormat)
+    throw std::runtime_error(path + ": metadata 'format' is '" + entry("format") + "', expected '" +
+                             kFitStateFormat + "'");
+  SavedGmmFitState saved;
+  GmmFitState& state = saved.state;
+  try {
+    saved.run = nlohmann::json::parse(entry("run"));
+    const nlohmann::json fit = nlohmann::json::parse(entry("state"));
+    const auto rng = fit.at("rng").get<std::vector<std::string>>();
+    if (rng.size() != state.rng.size())
+      throw std::runtime_error("'rng' has " + std::to_string(rng.size()) + " words, expected " +
+                               std::to_string(state.rng.size()));
+    for (size_t i = 0; i < rng.size(); ++i) {
+      size_t used = 0;
+      state.rng[i] = std::stoull(rng[i], &used);
+      if (used != rng[i].size()) throw std::runtime_error("'rng' word '" + rng[i] + "'");
+    }
+    state.log_likelihood = fit.at("log_likelihood").get<std::vector<double>>();
+    state.iterations = fit.at("iterations").get<int>();
+    state.restarts = fit.at("restarts").get<int64_t>();
+  } catch (const std::exception& e) {  // JSON errors, std::stoull's, and the checks above
+    throw std::runtime_error(path + ": bad fit state metadata: " + e.what());
+  }
+  if (state.iterations < 1 || state.log_likelihood.size() != static_cast<size_t>(state.iterations))
+    throw std::runtime_error(path + ": the fit state has " + std::to_string(state.iterations) +
+                             " iterations and " + std::to_string(state.log_likelihood.size()) +
+                             " log-likelihoods; expected as many, at least one");
+  try {
+    read_fit_state_model(file, state.model);
+  } catch (const std::out_of_range& e) {  // a tensor absent: the message names it and the file
+    throw std::runtime_error(e.what());
+  } catch (const std::invalid_argument& e) {  // require_finite_parameters
+    throw std::runtime_error(e.what());
+  }
+  return saved;
 }
 
 }  // namespace dpm::datasets

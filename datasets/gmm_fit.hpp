@@ -6,8 +6,12 @@
 // blocks of rows); M-step: weighted scatter matrices by blocked SYRK, parallel over components.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "autograd/rng.hpp"
 #include "autograd/tensor.hpp"
 #include "datasets/gmm.hpp"
 
@@ -18,6 +22,17 @@ struct GmmFitProgress {
   double log_likelihood = 0.0;  // mean log p(x_i) over the data, nats per sample
   double change = 0.0;          // from the previous iteration (0 at the first)
   int64_t restarts = 0;         // components re-seeded before this iteration's E-step
+};
+
+// Where EM stands between two iterations, enough to continue exactly as if never stopped: the
+// model the next iteration starts from (after its M-step, before re-seeding collapsed
+// components), the random state of the re-seeding, and the history so far.
+struct GmmFitState {
+  Gmm model;                           // in double, not rounded
+  Rng::State rng;                      // the re-seeding stream
+  std::vector<double> log_likelihood;  // per completed iteration
+  int iterations = 0;                  // completed
+  int64_t restarts = 0;                // re-seeded so far
 };
 
 struct GmmFitOptions {
@@ -35,6 +50,11 @@ struct GmmFitOptions {
   // When set: EM starts from this model (and its K) instead of k-means; `components` is ignored.
   const Gmm* initial = nullptr;
   std::function<void(const GmmFitProgress&)> on_iteration;  // e.g. a CLI progress line
+  // After every iteration that is not the last: the state to continue from (e.g. to save it).
+  std::function<void(const GmmFitState&)> on_state;
+  // When set: continue this state (its model and K; `initial` and `components` are ignored),
+  // giving bit for bit the fit an uninterrupted run with the same options and data would.
+  const GmmFitState* resume = nullptr;
 };
 
 struct GmmFitResult {
@@ -46,5 +66,19 @@ struct GmmFitResult {
 };
 
 GmmFitResult fit_gmm(const Tensor& data, const GmmFitOptions& options = {});
+
+// A GmmFitState file (`dpmlab gmm fit` writes DIR/fit_state.safetensors every iteration): the
+// model's weights, means and covariances in double, each as three float32 tensors NAME.hi,
+// NAME.mid and NAME.lo whose sum is the double exactly (hi alone is the float32 model); the rest
+// and `run` (what made the fit, which a resumed one must match) as JSON in the metadata.
+// Written atomically.
+void save_gmm_fit_state(const GmmFitState& state, const nlohmann::json& run,
+                        const std::string& path);
+struct SavedGmmFitState {
+  GmmFitState state;
+  nlohmann::json run;
+};
+// Throws std::runtime_error naming the file and what is wrong with it.
+SavedGmmFitState load_gmm_fit_state(const std::string& path);
 
 }  // namespace dpm::datasets

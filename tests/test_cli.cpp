@@ -189,6 +189,9 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"denoise-bench --config estimators.json", "--estimators"},
       {"bound --checkpoint missing.safetensors", "--checkpoint"},
       {"bound --checkpoint gmm/gmm.safetensors --split training", "--split"},
+      {"gmm fit --data fashion-mnist --max-samples 50 --components 2 --resume "
+       "gmm/gmm.safetensors",
+       "--resume"},
       {"restore --quick", "--checkpoint"},
       {"restore --checkpoint gmm/gmm.safetensors --tasks box,deblur", "--tasks"},
       {"restore --checkpoint gmm/gmm.safetensors --mask missing.png", "--tasks"},

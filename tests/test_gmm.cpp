@@ -17,6 +17,8 @@
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 
+#include <nlohmann/json.hpp>
+
 using dpm::Rng;
 using dpm::Tensor;
 using dpm::datasets::fit_gmm;
@@ -575,6 +577,116 @@ TEST_CASE("a collapsing component is re-seeded and EM still converges", "[gmm][f
   CHECK(result.log_likelihood.back() == Approx(reference.log_likelihood.back()).epsilon(1e-6));
   for (double w : result.gmm.weights) CHECK(w > 0.25);
   CHECK_THROWS_WITH(fit_gmm(x.narrow(0, 0, 1), fresh), Catch::Contains("n >= K"));
+}
+
+TEST_CASE("a fit resumed from its saved state is bit for bit the uninterrupted fit", "[gmm][fit]") {
+  Gmm truth = two_component_gmm();
+  Rng rng(83);
+  Tensor x = truth.sample(3000, rng);
+  // One component far from every point collapses after the first M-step and is re-seeded at a
+  // random data point in the second iteration: a resume from the first state must restore the
+  // Rng to draw the same point.
+  Gmm start = make_gmm(2, {0.3, 0.3, 0.4}, {0.5, 0.5, 1000.0, 1000.0, -1.0, 0.0},
+                       {4.0, 0.0, 0.0, 4.0, 1.0, 0.0, 0.0, 1.0, 2.0, 0.5, 0.5, 2.0});
+  GmmFitOptions options;
+  options.initial = &start;
+  options.tolerance = 0.0;
+  options.max_iterations = 12;
+  options.seed = 5;
+  std::vector<dpm::datasets::GmmFitState> states;
+  options.on_state = [&](const dpm::datasets::GmmFitState& s) { states.push_back(s); };
+  const auto whole = fit_gmm(x, options);
+  REQUIRE(states.size() == 11);  // after every iteration but the last
+  CHECK(whole.restarts > 0);
+
+  // Through the file: the doubles come back exactly from their three float32 parts.
+  const std::string path = temp_path("fit_state.safetensors");
+  const nlohmann::json run = {{"data", "two components"}, {"components", 4}};
+  dpm::datasets::save_gmm_fit_state(states[4], run, path);
+  const dpm::datasets::SavedGmmFitState saved = dpm::datasets::load_gmm_fit_state(path);
+  CHECK(saved.run == run);
+  CHECK(saved.state.model.means == states[4].model.means);
+  CHECK(saved.state.model.covariances == states[4].model.covariances);
+  CHECK(saved.state.model.weights == states[4].model.weights);
+  CHECK(saved.state.rng == states[4].rng);
+  CHECK(saved.state.log_likelihood == states[4].log_likelihood);
+  CHECK(saved.state.iterations == 5);
+  CHECK(saved.state.restarts == states[4].restarts);
+  // The float32 part alone is the float32 model, not the double one: the split matters.
+  const dpm::SafeTensors file = dpm::read_safetensors(path);
+  CHECK(file.get("means.hi").to_vector()[0] == static_cast<float>(states[4].model.means[0]));
+  CHECK(file.get("means.mid").to_vector()[0] != 0.0f);
+
+  GmmFitOptions resumed = options;
+  resumed.on_state = nullptr;
+  const dpm::datasets::GmmFitState* first = &states[0];
+  for (const dpm::datasets::GmmFitState* from : {first, &saved.state}) {
+    INFO("resumed after iteration " << from->iterations);
+    resumed.resume = from;
+    const auto rest = fit_gmm(x, resumed);
+    CHECK(rest.iterations == 12);
+    CHECK(rest.log_likelihood == whole.log_likelihood);
+    CHECK(rest.restarts == whole.restarts);
+    CHECK(rest.gmm.means == whole.gmm.means);
+    CHECK(rest.gmm.covariances == whole.gmm.covariances);
+    CHECK(rest.gmm.weights == whole.gmm.weights);
+  }
+
+  resumed.max_iterations = 5;
+  CHECK_THROWS_WITH(fit_gmm(x, resumed), Catch::Contains("nothing is left"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a fit state file with missing or inconsistent parts is rejected naming the file",
+          "[gmm][io]") {
+  Rng rng(93);
+  dpm::datasets::GmmFitState state;
+  state.model = dpm::datasets::make_random_gmm(rng, 4, 2);
+  state.rng = Rng(1).state();
+  state.log_likelihood = {-3.0, -2.5};
+  state.iterations = 2;
+  const std::string path = temp_path("state.safetensors");
+  dpm::datasets::save_gmm_fit_state(state, {{"k", 2}}, path);
+  dpm::SafeTensors file = dpm::read_safetensors(path);
+
+  auto rewritten = [&](auto change) {
+    dpm::NamedTensors tensors = file.tensors;
+    std::map<std::string, std::string> metadata = file.metadata;
+    change(tensors, metadata);
+    const std::string bad = temp_path("bad_state.safetensors");
+    dpm::write_safetensors(bad, tensors, metadata);
+    return bad;
+  };
+  using Tensors = dpm::NamedTensors;
+  using Meta = std::map<std::string, std::string>;
+  const std::string no_lo = rewritten([](Tensors& t, Meta&) {
+    t.erase(std::remove_if(t.begin(), t.end(), [](auto& e) { return e.first == "means.lo"; }),
+            t.end());
+  });
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(no_lo),
+                    Catch::Contains(no_lo) && Catch::Contains("means.lo"));
+  const std::string short_history = rewritten([](Tensors&, Meta& m) {
+    m["state"] = R"({"rng":["1","2","3","4","5","6"],"log_likelihood":[-3],"iterations":2,)"
+                 R"("restarts":0})";
+  });
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(short_history),
+                    Catch::Contains(short_history) && Catch::Contains("log-likelihoods"));
+  const std::string bad_rng = rewritten([](Tensors&, Meta& m) {
+    m["state"] = R"({"rng":["1","x"],"log_likelihood":[-3],"iterations":1,"restarts":0})";
+  });
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(bad_rng),
+                    Catch::Contains(bad_rng) && Catch::Contains("rng"));
+  const std::string foreign = rewritten([](Tensors&, Meta& m) { m["format"] = "dpmlab.gmm"; });
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(foreign),
+                    Catch::Contains(foreign) && Catch::Contains("format"));
+  const std::string shapes = rewritten([](Tensors& t, Meta&) {
+    for (auto& [name, tensor] : t)
+      if (name == "covariances.mid") tensor = Tensor::zeros({2, 4, 3});
+  });
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(shapes),
+                    Catch::Contains(shapes) && Catch::Contains("covariances.mid"));
+  CHECK_THROWS_WITH(dpm::datasets::load_gmm_fit_state(temp_path("absent.safetensors")),
+                    Catch::Contains("absent.safetensors"));
 }
 
 TEST_CASE("GMM save/load round-trips exactly and rejects corrupt files", "[gmm][io]") {
