@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -52,11 +53,13 @@ void add_to_diagonal(double* a, int64_t dim, double value) {
 
 // M-step from responsibilities resp [n, K]: weights N_k / n, weighted means and covariances
 // plus reg_covar I. Components below min_weight keep their old mean and covariance (they are
-// re-seeded next). Threads: oneTBB over components; each component's parameters are written by
-// one chunk, its sums taken over rows in a fixed order.
-void m_step(const Data& data, const std::vector<double>& resp, const GmmFitOptions& options,
-            Gmm& model) {
+// re-seeded next). Returns how many (row, component) pairs the scatter matrices summed.
+// Threads: oneTBB over components; each component's parameters are written by one chunk, its
+// sums taken over rows in a fixed order.
+int64_t m_step(const Data& data, const std::vector<double>& resp, const GmmFitOptions& options,
+               Gmm& model) {
   const int64_t K = model.components, dim = data.dim;
+  std::vector<int64_t> scattered(static_cast<size_t>(K), 0);
   parallel_for(K, 1, [&](int64_t k0, int64_t k1) {
     std::vector<int64_t> rows;
     std::vector<double> r;
@@ -82,10 +85,14 @@ void m_step(const Data& data, const std::vector<double>& resp, const GmmFitOptio
       for (int64_t j = 0; j < dim; ++j) mean[j] /= nk;
       double* cov = model.covariances.data() + k * dim * dim;
       weighted_scatter(data, rows, r, mean, cov);
+      scattered[k] = static_cast<int64_t>(rows.size());
       for (int64_t j = 0; j < dim * dim; ++j) cov[j] /= nk;
       add_to_diagonal(cov, dim, options.reg_covar);
     }
   });
+  int64_t total = 0;
+  for (int64_t count : scattered) total += count;
+  return total;
 }
 
 // Index of the nearest centre of every row, by ||c||^2 - 2 x.c from one GEMM per block of rows.
@@ -296,7 +303,9 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     first = options.resume->iterations + 1;
   }
   std::vector<double> resp;
+  const double dim_squared = static_cast<double>(data.dim) * static_cast<double>(data.dim);
   for (int iteration = first; iteration <= options.max_iterations; ++iteration) {
+    const auto start_time = std::chrono::steady_clock::now();
     auto [factors, restarts] = reseed_collapsed(data, data_covariance, options, rng, model);
     // E-step: responsibilities = softmax over components of the log joint, row by row.
     resp = model.log_joint(data.x, factors);
@@ -321,13 +330,18 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     result.log_likelihood.push_back(progress.log_likelihood);
     result.iterations = iteration;
     result.restarts += restarts;
+    result.converged =
+        iteration > 1 && restarts == 0 && std::abs(progress.change) < options.tolerance;
+    // The model measured last is the result: no M-step after a converged or the last iteration.
+    const bool done = result.converged || iteration == options.max_iterations;
+    const int64_t scattered = done ? 0 : m_step(data, resp, options, model);
+    progress.flops =
+        (static_cast<double>(K) * static_cast<double>(data.n) + static_cast<double>(scattered)) *
+        dim_squared;
+    progress.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
     if (options.on_iteration) options.on_iteration(progress);
-    if (iteration > 1 && restarts == 0 && std::abs(progress.change) < options.tolerance) {
-      result.converged = true;
-      break;
-    }
-    if (iteration == options.max_iterations) break;  // the model measured last is the result
-    m_step(data, resp, options, model);
+    if (done) break;
     if (options.on_state)
       options.on_state({model, rng.state(), result.log_likelihood, iteration, result.restarts});
   }

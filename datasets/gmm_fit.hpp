@@ -22,6 +22,11 @@ struct GmmFitProgress {
   double log_likelihood = 0.0;  // mean log p(x_i) over the data, nats per sample
   double change = 0.0;          // from the previous iteration (0 at the first)
   int64_t restarts = 0;         // components re-seeded before this iteration's E-step
+  // The iteration's work: its E-step (K triangular solves of n rows, K n D^2 flops) and the
+  // M-step that follows it unless it is the last (one D x D scatter per row with a nonzero
+  // responsibility, D^2 flops each), and the wall time of both.
+  double flops = 0.0;
+  double seconds = 0.0;
 };
 
 // Where EM stands between two iterations, enough to continue exactly as if never stopped: the

@@ -539,6 +539,18 @@ TEST_CASE("EM log-likelihood never decreases and is reported every iteration", "
   REQUIRE(result.iterations == 40);
   REQUIRE(reports.size() == 40);
   CHECK(result.restarts == 0);
+  // The work counted: the E-step's K n D^2, and the M-step's D^2 for each of at most K n
+  // scattered rows, except after the last iteration (no M-step).
+  const double e_step = 3.0 * 5000 * 2 * 2;
+  for (size_t t = 0; t < reports.size(); ++t) {
+    CHECK(reports[t].seconds > 0);
+    if (t + 1 == reports.size()) {
+      CHECK(reports[t].flops == e_step);
+    } else {
+      CHECK(reports[t].flops > e_step);
+      CHECK(reports[t].flops <= 2 * e_step);
+    }
+  }
   for (size_t t = 0; t < reports.size(); ++t) {
     CHECK(reports[t].iteration == static_cast<int>(t + 1));
     CHECK(reports[t].log_likelihood == result.log_likelihood[t]);
