@@ -24,6 +24,7 @@
 #include "datasets/gmm.hpp"
 #include "datasets/gmm_fit.hpp"
 #include "datasets/idx.hpp"
+#include "datasets/image_folder.hpp"
 
 namespace dpm::cli {
 namespace {
@@ -159,6 +160,35 @@ FitData load_fit_data(const FitArgs& args) {
   return {datasets::flatten_rows(x.contiguous()), Shape(dims)};
 }
 
+// DIR/samples.png: per row, kGridSide samples of the fit (in the data's units) beside the first
+// kGridSide real images of a row of the data, kGridSide rows.
+void write_sample_grid(const CommonArgs& common, const datasets::GmmDataset& sampled,
+                       const FitData& data) {
+  constexpr int64_t kGridSide = 8;
+  const int64_t rows =
+      std::min({kGridSide, sampled.train.size(0) / kGridSide, data.rows.size(0) / kGridSide});
+  if (rows == 0) return;
+  const Tensor fitted =
+      datasets::denormalize(sampled.train.narrow(0, 0, rows * kGridSide), sampled.normalization)
+          .contiguous();
+  const Tensor real = data.rows.narrow(0, 0, rows * kGridSide).contiguous();
+  const int64_t numel = data.sample_shape.numel();
+  std::vector<float> tiles;
+  tiles.reserve(static_cast<size_t>(2 * rows * kGridSide * numel));
+  for (int64_t r = 0; r < rows; ++r)
+    for (const Tensor* source : {&fitted, &real}) {
+      const float* first = source->data() + r * kGridSide * numel;
+      tiles.insert(tiles.end(), first, first + kGridSide * numel);
+    }
+  std::vector<int64_t> dims = data.sample_shape.vec();
+  dims.insert(dims.begin(), 2 * rows * kGridSide);
+  const std::string path = out_file(common, "samples.png");
+  datasets::write_png_grid(path, Tensor::from_vector(Shape(dims), std::move(tiles)),
+                           static_cast<int>(2 * kGridSide));
+  std::printf("Wrote %s (per row: %lld samples of the fit, then %lld real images).\n", path.c_str(),
+              static_cast<long long>(kGridSide), static_cast<long long>(kGridSide));
+}
+
 void run_fit(const CLI::App* command, FitArgs& args) {
   FlagConfig config(command, args.common);
   config.text("--data", args.data);
@@ -267,6 +297,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
       fitted.c_str(), static_cast<long long>(args.counts.train),
       static_cast<long long>(args.counts.val), static_cast<long long>(args.counts.test));
   describe_dataset(args.common, sampled);
+  if (datasets::is_image_shape(data.sample_shape)) write_sample_grid(args.common, sampled, data);
 }
 
 void register_fit(CLI::App* gmm) {

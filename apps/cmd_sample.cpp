@@ -52,11 +52,6 @@ DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const 
   return {shape, shape, data.normalization};
 }
 
-// Images: [C, H, W] with 1 (gray) or 3 (RGB) channels.
-bool is_image(const Shape& sample_shape) {
-  return sample_shape.ndim() == 3 && (sample_shape[0] == 1 || sample_shape[0] == 3);
-}
-
 void run_sample(const CLI::App* command, SampleArgs& args) {
   FlagConfig config(command, args.common);
   config.text("--checkpoint", args.checkpoint);
@@ -123,7 +118,7 @@ void run_sample(const CLI::App* command, SampleArgs& args) {
       static_cast<long long>(predictor->evaluations()),
       ProgressLine::format_duration(progress.elapsed_seconds()).c_str(), power,
       samples_path.c_str());
-  if (is_image(data.sample_shape)) {
+  if (datasets::is_image_shape(data.sample_shape)) {
     const Tensor pixels =
         data.normalization ? datasets::denormalize(samples, *data.normalization) : samples;
     const std::string png = (out / "samples.png").string();

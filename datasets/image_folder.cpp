@@ -281,4 +281,8 @@ void write_png_grid(const std::string& path, const Tensor& images, int columns, 
   write_file_atomically(path, encode_png(pixels, layout, channels, path), "write_png_grid");
 }
 
+bool is_image_shape(const Shape& sample_shape) {
+  return sample_shape.ndim() == 3 && (sample_shape[0] == 1 || sample_shape[0] == 3);
+}
+
 }  // namespace dpm::datasets

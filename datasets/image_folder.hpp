@@ -18,6 +18,9 @@ Tensor load_image_folder(const std::string& dir, ColorMode color = ColorMode::rg
 // One image file as [C, H, W] in [0, 1].
 Tensor load_image(const std::string& path, ColorMode color = ColorMode::rgb);
 
+// True for a sample shape write_png_grid can draw: [C, H, W] with 1 (gray) or 3 (RGB) channels.
+bool is_image_shape(const Shape& sample_shape);
+
 // How float pixels map to 0..255: clamp to [0, 1], or min-max normalise over the whole tensor
 // (a constant tensor becomes black).
 enum class PixelScaling { clamp, min_max };

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/io/safetensors.hpp"
+#include "autograd/rng.hpp"
 #include "datasets/gmm.hpp"
 #include "datasets/image_folder.hpp"
 #include "diffusion/checkpoint.hpp"
@@ -660,6 +661,29 @@ TEST_CASE("train and sample on an image folder: samples.png", "[cli]") {
   CHECK(
       read_safetensors((tmp.path / "sample/samples.safetensors").string()).get("samples").shape() ==
       dpm::Shape{4, 1, 8, 8});
+}
+
+TEST_CASE("gmm fit to images draws its samples beside the real images: samples.png", "[cli][gmm]") {
+  TempDir tmp("dpm_cli_gmm_images");
+  Tensor images = Tensor::empty({40, 1, 12, 12});
+  dpm::Rng rng(4);
+  rng.fill_uniform(images.data(), images.numel(), 0.2f, 0.8f);
+  dpm::write_safetensors((tmp.path / "images.safetensors").string(), {{"train", images}});
+  Run fit = dpmlab(tmp.path,
+                   "gmm fit --data images.safetensors --components 2 --iters 2 --sample 64 --val 8 "
+                   "--test 8 --quiet --out fit");
+  INFO(fit.output);
+  REQUIRE(fit.code == 0);
+  CHECK(contains(fit.output, "8 samples of the fit, then 8 real images"));
+  // min(8, 64 / 8, 40 / 8) = 5 rows of 8 + 8 tiles of 12 x 12, 2 pixels apart and around.
+  const Tensor grid = dpm::datasets::load_image((tmp.path / "fit/samples.png").string(),
+                                                dpm::datasets::ColorMode::gray);
+  CHECK(grid.shape() == dpm::Shape{1, 5 * 12 + 6 * 2, 16 * 12 + 17 * 2});
+  // The right half of the first row is the first real image, tile for tile (8-bit rounding).
+  for (int64_t i = 0; i < 12; ++i)
+    for (int64_t j = 0; j < 12; ++j)
+      CHECK(grid.data()[(2 + i) * grid.size(2) + 8 * 14 + 2 + j] ==
+            Approx(images.data()[i * 12 + j]).margin(0.5 / 255 + 1e-6));
 }
 
 TEST_CASE("every sh example in docs/cli.md runs", "[cli][docs]") {
