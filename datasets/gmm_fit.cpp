@@ -203,11 +203,10 @@ void require_finite_parameters(const Gmm& g, const std::string& context) {
 
 // Re-seeds every collapsed component (weight below min_weight, or covariance not positive
 // definite) at a random data point with the data covariance and weight 1/K, renormalises the
-// weights, and returns the factors of the repaired model and the number of re-seeded components.
-std::pair<GmmFactors, int64_t> reseed_collapsed(const Data& data,
-                                                const std::vector<double>& data_covariance,
-                                                const GmmFitOptions& options, Rng& rng,
-                                                Gmm& model) {
+// weights, and returns the factors of the repaired model and the re-seeded components.
+std::pair<GmmFactors, std::vector<int64_t>> reseed_collapsed(
+    const Data& data, const std::vector<double>& data_covariance, const GmmFitOptions& options,
+    Rng& rng, Gmm& model) {
   const int64_t K = model.components, dim = data.dim;
   std::vector<int64_t> failed;
   GmmFactors factors = model.factorize(0.0, &failed);
@@ -215,17 +214,17 @@ std::pair<GmmFactors, int64_t> reseed_collapsed(const Data& data,
   for (int64_t k : failed) collapsed[k] = 1;
   for (int64_t k = 0; k < K; ++k)
     if (model.weights[k] < options.min_weight) collapsed[k] = 1;
-  int64_t count = 0;
+  std::vector<int64_t> reseeded;
   for (int64_t k = 0; k < K; ++k) {
     if (!collapsed[k]) continue;
-    ++count;
+    reseeded.push_back(k);
     const double* seed = data.row(static_cast<int64_t>(rng.integer(static_cast<uint64_t>(data.n))));
     std::copy(seed, seed + dim, model.means.begin() + k * dim);
     std::copy(data_covariance.begin(), data_covariance.end(),
               model.covariances.begin() + k * dim * dim);
     model.weights[k] = 1.0 / static_cast<double>(K);
   }
-  if (count == 0) return {std::move(factors), 0};
+  if (reseeded.empty()) return {std::move(factors), reseeded};
   double sum = 0.0;
   for (double w : model.weights) sum += w;
   for (double& w : model.weights) w /= sum;
@@ -236,7 +235,7 @@ std::pair<GmmFactors, int64_t> reseed_collapsed(const Data& data,
         "fit_gmm: the data covariance plus reg_covar I is not positive definite; use a larger "
         "reg_covar (now " +
         std::to_string(options.reg_covar) + ")");
-  return {std::move(factors), count};
+  return {std::move(factors), reseeded};
 }
 
 }  // namespace
@@ -302,11 +301,21 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     result.restarts = options.resume->restarts;
     first = options.resume->iterations + 1;
   }
+  std::vector<int64_t> previously_reseeded =
+      options.resume ? options.resume->last_reseeded : std::vector<int64_t>{};
   std::vector<double> resp;
   const double dim_squared = static_cast<double>(data.dim) * static_cast<double>(data.dim);
   for (int iteration = first; iteration <= options.max_iterations; ++iteration) {
     const auto start_time = std::chrono::steady_clock::now();
-    auto [factors, restarts] = reseed_collapsed(data, data_covariance, options, rng, model);
+    auto [factors, reseeded] = reseed_collapsed(data, data_covariance, options, rng, model);
+    const auto restarts = static_cast<int64_t>(reseeded.size());
+    // A component re-seeded again right after its last re-seeding cannot hold data; only a new
+    // collapse keeps the fit from having settled.
+    const bool new_collapse = std::any_of(reseeded.begin(), reseeded.end(), [&](int64_t k) {
+      return std::find(previously_reseeded.begin(), previously_reseeded.end(), k) ==
+             previously_reseeded.end();
+    });
+    previously_reseeded = reseeded;
     // E-step: responsibilities = softmax over components of the log joint, row by row.
     resp = model.log_joint(data.x, factors);
     std::vector<double> row_log_p(static_cast<size_t>(data.n));
@@ -331,7 +340,7 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     result.iterations = iteration;
     result.restarts += restarts;
     result.converged =
-        iteration > 1 && restarts == 0 && std::abs(progress.change) < options.tolerance;
+        iteration > 1 && !new_collapse && std::abs(progress.change) < options.tolerance;
     // The model measured last is the result: no M-step after a converged or the last iteration.
     const bool done = result.converged || iteration == options.max_iterations;
     const int64_t scattered = done ? 0 : m_step(data, resp, options, model);
@@ -343,7 +352,8 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     if (options.on_iteration) options.on_iteration(progress);
     if (done) break;
     if (options.on_state)
-      options.on_state({model, rng.state(), result.log_likelihood, iteration, result.restarts});
+      options.on_state(
+          {model, rng.state(), result.log_likelihood, iteration, result.restarts, reseeded});
   }
   model.round_to_float32();
   model.validate("fit_gmm (fitted model rounded to float32)");
@@ -424,7 +434,8 @@ void save_gmm_fit_state(const GmmFitState& state, const nlohmann::json& run,
   const nlohmann::json fit = {{"rng", rng},
                               {"log_likelihood", state.log_likelihood},
                               {"iterations", state.iterations},
-                              {"restarts", state.restarts}};
+                              {"restarts", state.restarts},
+                              {"last_reseeded", state.last_reseeded}};
   write_safetensors(path, tensors,
                     {{"format", kFitStateFormat}, {"state", fit.dump()}, {"run", run.dump()}});
 }
@@ -458,6 +469,7 @@ SavedGmmFitState load_gmm_fit_state(const std::string& path) {
     state.log_likelihood = fit.at("log_likelihood").get<std::vector<double>>();
     state.iterations = fit.at("iterations").get<int>();
     state.restarts = fit.at("restarts").get<int64_t>();
+    state.last_reseeded = fit.value("last_reseeded", std::vector<int64_t>{});
   } catch (const std::exception& e) {  // JSON errors, std::stoull's, and the checks above
     throw std::runtime_error(path + ": bad fit state metadata: " + e.what());
   }

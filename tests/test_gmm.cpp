@@ -591,6 +591,49 @@ TEST_CASE("a collapsing component is re-seeded and EM still converges", "[gmm][f
   CHECK_THROWS_WITH(fit_gmm(x.narrow(0, 0, 1), fresh), Catch::Contains("n >= K"));
 }
 
+TEST_CASE("a component that collapses every time it is re-seeded does not keep EM from stopping",
+          "[gmm][fit]") {
+  // Two tight, equal clusters and K = 3 with min_weight 0.4: the third component can never hold
+  // 40% of the data, so it is re-seeded (with the broad data covariance) in every iteration.
+  const Gmm truth =
+      make_gmm(2, {0.5, 0.5}, {-5.0, 0.0, 5.0, 0.0}, {0.1, 0.0, 0.0, 0.1, 0.1, 0.0, 0.0, 0.1});
+  Rng rng(85);
+  const Tensor x = truth.sample(2000, rng);
+  GmmFitOptions options;
+  options.components = 3;
+  options.min_weight = 0.4;
+  options.tolerance = 1e-2;
+  options.max_iterations = 60;
+  std::vector<GmmFitProgress> reports;
+  options.on_iteration = [&](const GmmFitProgress& p) { reports.push_back(p); };
+  std::vector<dpm::datasets::GmmFitState> states;
+  options.on_state = [&](const dpm::datasets::GmmFitState& s) { states.push_back(s); };
+  const auto result = fit_gmm(x, options);
+  REQUIRE(reports.size() >= 3);
+  std::string restarts;
+  for (const GmmFitProgress& p : reports) restarts += std::to_string(p.restarts) + " ";
+  INFO("re-seeded per iteration: " << restarts);
+  CHECK(reports.back().restarts == 1);
+  CHECK(reports[reports.size() - 2].restarts == 1);
+  CHECK(result.converged);
+  CHECK(result.iterations < 60);
+  REQUIRE_FALSE(states.empty());
+  CHECK(states.back().last_reseeded.size() == 1);
+  // Saved and read back, the re-seeded component comes too, so a resumed fit stops as this one.
+  const std::string path = temp_path("persistent_state.safetensors");
+  dpm::datasets::save_gmm_fit_state(states.back(), nlohmann::json::object(), path);
+  CHECK(dpm::datasets::load_gmm_fit_state(path).state.last_reseeded == states.back().last_reseeded);
+  GmmFitOptions resumed = options;
+  resumed.on_state = nullptr;
+  resumed.on_iteration = nullptr;
+  resumed.resume = &states.back();
+  const auto rest = fit_gmm(x, resumed);
+  CHECK(rest.converged);
+  CHECK(rest.iterations == result.iterations);
+  CHECK(rest.gmm.means == result.gmm.means);
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("a fit resumed from its saved state is bit for bit the uninterrupted fit", "[gmm][fit]") {
   Gmm truth = two_component_gmm();
   Rng rng(83);
