@@ -348,9 +348,11 @@ void Restorer::solve(const ImageRestoreUnit& unit) {
 void Restorer::add_entry(ImageRestoreEntry entry, const std::vector<double>& pixels) {
   entry.finite =
       std::all_of(pixels.begin(), pixels.end(), [](double v) { return std::isfinite(v); });
+  // A diverged solver's non-finite pixels are kept as black, so its grid column still draws.
   std::vector<float> clamped(pixels.size());
   for (size_t i = 0; i < pixels.size(); ++i)
-    clamped[i] = static_cast<float>(std::clamp(pixels[i], 0.0, 1.0));
+    clamped[i] =
+        std::isfinite(pixels[i]) ? static_cast<float>(std::clamp(pixels[i], 0.0, 1.0)) : 0.0f;
   if (entry.finite) {
     const inv::ImageShape& s = in_.image;
     constexpr double kPixelRange = 1.0;  // images in [0, 1]

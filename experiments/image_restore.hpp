@@ -136,7 +136,8 @@ struct ImageRestoreResults {
   std::vector<float> x0;                          // the clean images [n, C, H, W], pixels
   std::vector<RestoreMeasurements> measurements;  // per task, in plan order
   std::vector<ImageRestoreEntry> entries;         // in units() order
-  // Per entry, [n, C, H, W] pixels clamped to [0, 1] as scored: the solver's restoration, or the
+  // Per entry, [n, C, H, W] pixels clamped to [0, 1] as scored (non-finite ones, of a diverged
+  // solver, as 0): the solver's restoration, or the
   // measurement as an image (A^+ y: zeros where a mask hides pixels, blocks for super-resolution;
   // y itself for blur, whose pseudo-inverse amplifies the noise without bound).
   std::vector<std::vector<float>> restored;

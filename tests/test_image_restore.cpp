@@ -269,6 +269,25 @@ TEST_CASE("restore names the field when the files do not fit the plan", "[restor
                     Catch::Contains("8x8") && Catch::Contains("12x12"));
 }
 
+TEST_CASE("a diverged solver is reported as such and its report still writes", "[restore]") {
+  TempDir tmp("dpm_restore_diverged");
+  ex::ImageRestorePlan plan = small_plan(tmp.path);
+  plan.tasks = {ex::RestoreTask::random};
+  plan.solvers = {ex::InverseSolver::dps, ex::InverseSolver::ddrm};
+  plan.dps_zeta = 1e300;  // the first guided step overflows
+  ex::report::NullProgress progress;
+  const ex::ImageRestoreResults results = ex::run(plan, progress);
+  REQUIRE(results.entries.size() == 3);
+  CHECK_FALSE(results.entries[1].finite);
+  CHECK(results.entries[2].finite);
+  for (float v : results.restored[1]) REQUIRE((v >= 0.0f && v <= 1.0f));
+  const fs::path out = tmp.path / "report";
+  fs::create_directories(out);
+  const ex::report::Written written = ex::write(results, out);
+  CHECK(written.markdown.find("| dps | 3 | diverged (non-finite) |") != std::string::npos);
+  CHECK(fs::exists(out / "grid_random.png"));
+}
+
 TEST_CASE("restore applies a user's mask PNG and writes its report", "[restore]") {
   TempDir tmp("dpm_restore_report");
   ex::ImageRestorePlan plan = small_plan(tmp.path);
