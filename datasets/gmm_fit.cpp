@@ -238,18 +238,10 @@ std::pair<GmmFactors, std::vector<int64_t>> reseed_collapsed(
   return {std::move(factors), reseeded};
 }
 
-}  // namespace
-
-GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
-  if (!data_tensor.defined() || data_tensor.ndim() != 2)
-    throw std::invalid_argument(
-        "fit_gmm: data must be [n, D], got " +
-        (data_tensor.defined() ? data_tensor.shape().str() : std::string("undefined")));
-  Data data;
-  data.n = data_tensor.size(0);
-  data.dim = data_tensor.size(1);
-  data.x = to_double_rows(data_tensor, data.dim, "fit_gmm", "data");
-  const Gmm* start = options.resume ? &options.resume->model : options.initial;
+// Throws std::invalid_argument for options that do not fit each other or the data: K against n
+// and D, the ranges of the settings, a resumed state with nothing left to do, a start model of
+// another dimension.
+void check_fit_options(const Data& data, const Gmm* start, const GmmFitOptions& options) {
   const int64_t K = start ? start->components : options.components;
   if (K < 1 || data.n < K || data.dim < 1)
     throw std::invalid_argument(
@@ -264,31 +256,69 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
                                 std::to_string(options.resume->iterations) +
                                 " iterations, max_iterations is " +
                                 std::to_string(options.max_iterations) + ": nothing is left to do");
-  if (start) {
-    const std::string what = options.resume ? "resumed model" : "initial model";
-    // A resumed model may hold collapsed components (zero weight, a singular covariance) that
-    // the next iteration re-seeds: only its sizes and finiteness are required.
-    if (options.resume)
-      require_finite_parameters(*start, "fit_gmm: " + what);
-    else
-      start->validate("fit_gmm: " + what);
-    if (start->dim != data.dim)
-      throw std::invalid_argument("fit_gmm: " + what + " has N = " + std::to_string(start->dim) +
-                                  ", data has D = " + std::to_string(data.dim));
-  }
+  if (!start) return;
+  const std::string what = options.resume ? "resumed model" : "initial model";
+  // A resumed model may hold collapsed components (zero weight, a singular covariance) that
+  // the next iteration re-seeds: only its sizes and finiteness are required.
+  if (options.resume)
+    require_finite_parameters(*start, "fit_gmm: " + what);
+  else
+    start->validate("fit_gmm: " + what);
+  if (start->dim != data.dim)
+    throw std::invalid_argument("fit_gmm: " + what + " has N = " + std::to_string(start->dim) +
+                                ", data has D = " + std::to_string(data.dim));
+}
 
-  // Data covariance (+ reg_covar I): the covariance a re-seeded component starts from.
+// The data covariance plus reg_covar I: the covariance a re-seeded component starts from.
+std::vector<double> data_covariance(const Data& data, double reg_covar) {
   std::vector<double> data_mean(static_cast<size_t>(data.dim), 0.0);
   for (int64_t i = 0; i < data.n; ++i)
     for (int64_t j = 0; j < data.dim; ++j) data_mean[j] += data.row(i)[j];
   for (double& m : data_mean) m /= static_cast<double>(data.n);
   std::vector<int64_t> all_rows(static_cast<size_t>(data.n));
   for (int64_t i = 0; i < data.n; ++i) all_rows[i] = i;
-  std::vector<double> data_covariance(static_cast<size_t>(data.dim * data.dim));
+  std::vector<double> covariance(static_cast<size_t>(data.dim * data.dim));
   weighted_scatter(data, all_rows, std::vector<double>(all_rows.size(), 1.0), data_mean.data(),
-                   data_covariance.data());
-  for (double& c : data_covariance) c /= static_cast<double>(data.n);
-  add_to_diagonal(data_covariance.data(), data.dim, options.reg_covar);
+                   covariance.data());
+  for (double& c : covariance) c /= static_cast<double>(data.n);
+  add_to_diagonal(covariance.data(), data.dim, reg_covar);
+  return covariance;
+}
+
+// E-step: resp [n, K] = the responsibilities (a softmax over components of the log joint, row
+// by row); returns the mean log-likelihood per sample.
+double e_step(const Data& data, const Gmm& model, const GmmFactors& factors,
+              std::vector<double>& resp) {
+  const int64_t K = model.components;
+  resp = model.log_joint(data.x, factors);
+  std::vector<double> row_log_p(static_cast<size_t>(data.n));
+  // Threads: oneTBB over rows; each row is written by one chunk.
+  parallel_for(data.n, 1024, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double* r = resp.data() + i * K;
+      row_log_p[i] = log_sum_exp(r, K);
+      for (int64_t k = 0; k < K; ++k) r[k] = std::exp(r[k] - row_log_p[i]);
+    }
+  });
+  double total = 0.0;
+  for (double v : row_log_p) total += v;
+  return total / static_cast<double>(data.n);
+}
+
+}  // namespace
+
+GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
+  if (!data_tensor.defined() || data_tensor.ndim() != 2)
+    throw std::invalid_argument(
+        "fit_gmm: data must be [n, D], got " +
+        (data_tensor.defined() ? data_tensor.shape().str() : std::string("undefined")));
+  Data data;
+  data.n = data_tensor.size(0);
+  data.dim = data_tensor.size(1);
+  data.x = to_double_rows(data_tensor, data.dim, "fit_gmm", "data");
+  const Gmm* start = options.resume ? &options.resume->model : options.initial;
+  check_fit_options(data, start, options);
+  const std::vector<double> reseed_covariance = data_covariance(data, options.reg_covar);
 
   Rng rng(options.seed);
   Gmm model = start ? *start : kmeans_init(data, options, rng);
@@ -307,7 +337,7 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
   const double dim_squared = static_cast<double>(data.dim) * static_cast<double>(data.dim);
   for (int iteration = first; iteration <= options.max_iterations; ++iteration) {
     const auto start_time = std::chrono::steady_clock::now();
-    auto [factors, reseeded] = reseed_collapsed(data, data_covariance, options, rng, model);
+    auto [factors, reseeded] = reseed_collapsed(data, reseed_covariance, options, rng, model);
     const auto restarts = static_cast<int64_t>(reseeded.size());
     // A component re-seeded again right after its last re-seeding cannot hold data; only a new
     // collapse keeps the fit from having settled.
@@ -316,22 +346,9 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
              previously_reseeded.end();
     });
     previously_reseeded = reseeded;
-    // E-step: responsibilities = softmax over components of the log joint, row by row.
-    resp = model.log_joint(data.x, factors);
-    std::vector<double> row_log_p(static_cast<size_t>(data.n));
-    // Threads: oneTBB over rows; each row is written by one chunk.
-    parallel_for(data.n, 1024, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        double* r = resp.data() + i * K;
-        row_log_p[i] = log_sum_exp(r, K);
-        for (int64_t k = 0; k < K; ++k) r[k] = std::exp(r[k] - row_log_p[i]);
-      }
-    });
-    double total = 0.0;
-    for (double v : row_log_p) total += v;
     GmmFitProgress progress;
     progress.iteration = iteration;
-    progress.log_likelihood = total / static_cast<double>(data.n);
+    progress.log_likelihood = e_step(data, model, factors, resp);
     progress.change = result.log_likelihood.empty()
                           ? 0.0
                           : progress.log_likelihood - result.log_likelihood.back();
@@ -344,9 +361,9 @@ GmmFitResult fit_gmm(const Tensor& data_tensor, const GmmFitOptions& options) {
     // The model measured last is the result: no M-step after a converged or the last iteration.
     const bool done = result.converged || iteration == options.max_iterations;
     const int64_t scattered = done ? 0 : m_step(data, resp, options, model);
-    progress.flops =
-        (static_cast<double>(K) * static_cast<double>(data.n) + static_cast<double>(scattered)) *
-        dim_squared;
+    progress.flops = (static_cast<double>(model.components) * static_cast<double>(data.n) +
+                      static_cast<double>(scattered)) *
+                     dim_squared;
     progress.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
     if (options.on_iteration) options.on_iteration(progress);
