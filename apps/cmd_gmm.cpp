@@ -189,6 +189,50 @@ void write_sample_grid(const CommonArgs& common, const datasets::GmmDataset& sam
               static_cast<long long>(kGridSide), static_cast<long long>(kGridSide));
 }
 
+// The state --resume names, checked against this fit (`run`); none without --resume.
+std::optional<datasets::SavedGmmFitState> read_resume(const FitArgs& args,
+                                                      const nlohmann::json& run) {
+  if (args.resume.empty()) return std::nullopt;
+  datasets::SavedGmmFitState resumed;
+  try {
+    resumed = datasets::load_gmm_fit_state(args.resume);
+  } catch (const std::runtime_error& e) {  // not a fit state: a usage error naming the flag
+    throw CLI::ValidationError("--resume", e.what());
+  }
+  if (resumed.run != run)
+    throw CLI::ValidationError("--resume", args.resume + " is the state of a fit of " +
+                                               resumed.run.dump() + "; this fit is of " +
+                                               run.dump());
+  if (resumed.state.iterations >= args.iters)
+    throw CLI::ValidationError(
+        "--resume", args.resume + " has " + std::to_string(resumed.state.iterations) +
+                        " iterations done; --iters " + std::to_string(args.iters) + " leaves none");
+  return resumed;
+}
+
+// Saves the fit and, with --sample, the data set drawn from it (and its grid for images).
+void write_fit(FitArgs& args, const datasets::GmmFitResult& fit, const FitData& data,
+               const nlohmann::json& used) {
+  if (args.sample == 0) {
+    datasets::save_gmm(fit.gmm, out_file(args.common, datasets::kGmmFileName));
+    std::printf("Wrote %s.\n", out_file(args.common, datasets::kGmmFileName).c_str());
+    return;
+  }
+  const std::string fitted = out_file(args.common, "gmm_fitted.safetensors");
+  datasets::save_gmm(fit.gmm, fitted);
+  args.counts.train = args.sample;
+  datasets::GmmDataset sampled = datasets::sample_gmm_dataset(
+      fit.gmm, args.counts, data.sample_shape, Rng(args.common.seed).split(1));
+  datasets::write_gmm_dataset(args.common.out, sampled, used);
+  std::printf(
+      "Wrote %s (the fit, in the data's units), then drew %lld train, %lld validation and "
+      "%lld test samples from it. ",
+      fitted.c_str(), static_cast<long long>(args.counts.train),
+      static_cast<long long>(args.counts.val), static_cast<long long>(args.counts.test));
+  describe_dataset(args.common, sampled);
+  if (datasets::is_image_shape(data.sample_shape)) write_sample_grid(args.common, sampled, data);
+}
+
 void run_fit(const CLI::App* command, FitArgs& args) {
   FlagConfig config(command, args.common);
   config.text("--data", args.data);
@@ -217,23 +261,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
   const nlohmann::json run = {
       {"data", args.data}, {"max_samples", args.max_samples}, {"samples", n},
       {"dim", dim},        {"components", args.components},   {"seed", args.common.seed}};
-  std::optional<datasets::SavedGmmFitState> resumed;
-  if (!args.resume.empty()) {
-    try {
-      resumed = datasets::load_gmm_fit_state(args.resume);
-    } catch (const std::runtime_error& e) {  // not a fit state: a usage error naming the flag
-      throw CLI::ValidationError("--resume", e.what());
-    }
-    if (resumed->run != run)
-      throw CLI::ValidationError("--resume", args.resume + " is the state of a fit of " +
-                                                 resumed->run.dump() + "; this fit is of " +
-                                                 run.dump());
-    if (resumed->state.iterations >= args.iters)
-      throw CLI::ValidationError("--resume", args.resume + " has " +
-                                                 std::to_string(resumed->state.iterations) +
-                                                 " iterations done; --iters " +
-                                                 std::to_string(args.iters) + " leaves none");
-  }
+  const std::optional<datasets::SavedGmmFitState> resumed = read_resume(args, run);
   const int first = resumed ? resumed->state.iterations : 0;
   // EM's rate beside the dgemm rate measured here, in this run.
   constexpr int64_t kDgemmSize = 1024;
@@ -280,24 +308,7 @@ void run_fit(const CLI::App* command, FitArgs& args) {
       fit.log_likelihood.empty() ? NAN : fit.log_likelihood.back(),
       static_cast<long long>(fit.restarts),
       ProgressLine::format_duration(progress.elapsed_seconds()).c_str());
-  if (args.sample == 0) {
-    datasets::save_gmm(fit.gmm, out_file(args.common, datasets::kGmmFileName));
-    std::printf("Wrote %s.\n", out_file(args.common, datasets::kGmmFileName).c_str());
-    return;
-  }
-  const std::string fitted = out_file(args.common, "gmm_fitted.safetensors");
-  datasets::save_gmm(fit.gmm, fitted);
-  args.counts.train = args.sample;
-  datasets::GmmDataset sampled = datasets::sample_gmm_dataset(
-      fit.gmm, args.counts, data.sample_shape, Rng(args.common.seed).split(1));
-  datasets::write_gmm_dataset(args.common.out, sampled, used);
-  std::printf(
-      "Wrote %s (the fit, in the data's units), then drew %lld train, %lld validation and "
-      "%lld test samples from it. ",
-      fitted.c_str(), static_cast<long long>(args.counts.train),
-      static_cast<long long>(args.counts.val), static_cast<long long>(args.counts.test));
-  describe_dataset(args.common, sampled);
-  if (datasets::is_image_shape(data.sample_shape)) write_sample_grid(args.common, sampled, data);
+  write_fit(args, fit, data, used);
 }
 
 void register_fit(CLI::App* gmm) {
