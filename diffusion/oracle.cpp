@@ -184,6 +184,11 @@ void GmmOracle::score_block(const double* x, int64_t rows, const StepTerms& term
   std::vector<double> u(static_cast<size_t>(rows * width)), w(static_cast<size_t>(rows * k_count));
   whiten(x, rows, terms, u.data(), w.data());
   to_responsibilities(w.data(), rows, nullptr);
+  const auto held = std::count_if(w.begin(), w.end(), [](double r) { return r > 0.0; });
+  if (2 * held < rows * k_count) {
+    back_map_held(u.data(), w.data(), rows, out);
+    return;
+  }
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t k = 0; k < k_count; ++k) {
       double* segment = u.data() + i * width + k * n;
@@ -193,6 +198,36 @@ void GmmOracle::score_block(const double* x, int64_t rows, const StepTerms& term
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n),
               static_cast<int>(width), -1.0, u.data(), static_cast<int>(width), eigenbases_.data(),
               static_cast<int>(width), 0.0, out, static_cast<int>(n));
+}
+
+void GmmOracle::back_map_held(const double* u, const double* w, int64_t rows, double* out) const {
+  const int64_t n = prior_.dim, k_count = prior_.components, width = k_count * n;
+  std::fill(out, out + rows * n, 0.0);
+  std::vector<double> packed(static_cast<size_t>(rows * n)), mapped(packed.size());
+  std::vector<int64_t> held_rows;
+  for (int64_t k = 0; k < k_count; ++k) {
+    held_rows.clear();
+    for (int64_t i = 0; i < rows; ++i) {
+      const double r = w[i * k_count + k];
+      if (!(r > 0.0)) continue;
+      const double* segment = u + i * width + k * n;
+      double* target = packed.data() + static_cast<int64_t>(held_rows.size()) * n;
+      for (int64_t j = 0; j < n; ++j) target[j] = r * segment[j];
+      held_rows.push_back(i);
+    }
+    if (held_rows.empty()) continue;
+    const auto count = static_cast<int64_t>(held_rows.size());
+    // mapped [count, N] = packed Q_k^T
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
+                static_cast<int>(n), static_cast<int>(n), 1.0, packed.data(), static_cast<int>(n),
+                eigenbases_.data() + k * n, static_cast<int>(width), 0.0, mapped.data(),
+                static_cast<int>(n));
+    for (int64_t r = 0; r < count; ++r) {
+      double* row = out + held_rows[r] * n;
+      const double* m = mapped.data() + r * n;
+      for (int64_t j = 0; j < n; ++j) row[j] -= m[j];
+    }
+  }
 }
 
 void GmmOracle::hessian_block(const double* x, int64_t rows, const StepTerms& terms,

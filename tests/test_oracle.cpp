@@ -217,6 +217,48 @@ TEST_CASE("stepwise CME, its Jacobian and ||J_t|| against differences and a Jaco
   }
 }
 
+TEST_CASE("oracle score of a high-dimensional GMM, where most responsibilities are exactly 0",
+          "[oracle]") {
+  // Means far apart in 40 dimensions: near a component every other one's log-joint is thousands
+  // of nats lower, so its responsibility underflows to 0 and the score maps back only the held
+  // components (at t = 1); at t = T the noise mixes them and the dense route runs.
+  Rng rng(9);
+  const int64_t n = 40, k_count = 6, rows = 70;
+  Gmm g = random_mixture(rng, n, k_count, 3.0);
+  Schedule schedule = Schedule::paper_linear(50);
+  GmmOracle oracle(g, schedule);
+  for (int64_t t : {1, 50}) {
+    INFO("t = " << t);
+    const double root_abar = std::sqrt(schedule.abar(t));
+    std::vector<double> x = normal_rows(rng, rows, n, 0.5);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) x[i * n + j] += root_abar * g.means[(i % k_count) * n + j];
+    Gmm marginal = oracle.marginal(t);
+    std::vector<double> joint = marginal.log_joint(x, marginal.factorize(0.0));
+    int64_t zeros = 0;
+    std::vector<double> expected(x.size(), 0.0);
+    for (int64_t k = 0; k < k_count; ++k) {
+      // S_k^-1 (x_i - sqrt(abar) mu_k) for all rows by a Cholesky solve (LAPACK dposv).
+      std::vector<double> s(marginal.covariances.begin() + k * n * n,
+                            marginal.covariances.begin() + (k + 1) * n * n);
+      std::vector<double> rhs(static_cast<size_t>(n * rows));
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          rhs[j * rows + i] = x[i * n + j] - root_abar * g.means[k * n + j];
+      REQUIRE(LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', n, rows, s.data(), n, rhs.data(), rows) == 0);
+      for (int64_t i = 0; i < rows; ++i) {
+        const double w = std::exp(joint[i * k_count + k] -
+                                  dpm::datasets::log_sum_exp(joint.data() + i * k_count, k_count));
+        zeros += w == 0.0;
+        for (int64_t j = 0; j < n; ++j) expected[i * n + j] -= w * rhs[j * rows + i];
+      }
+    }
+    if (t == 1) CHECK(2 * zeros > rows * k_count);  // the held-components route
+    if (t == 50) CHECK(zeros == 0);                 // the dense route
+    CHECK(max_abs_diff(oracle.score(x, t), expected) <= 1e-10 * std::max(1.0, max_abs(expected)));
+  }
+}
+
 TEST_CASE("oracle results do not depend on the thread count", "[oracle]") {
   Rng rng(4);
   Gmm g = random_mixture(rng, 6, 5, 1.0);
