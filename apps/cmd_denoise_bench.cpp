@@ -56,6 +56,10 @@ void register_denoise_bench_command(CLI::App& app) {
              "the NMSE table's DM estimators: all (mean forwarding, Tweedie, one ancestral run, "
              "the posterior mean over --mc-samples runs, DDIM) or cheap (mean forwarding and "
              "Tweedie, a fraction of the network evaluations)");
+  flags->add("--grid-images", &Plan::grid_images,
+             "test images shown denoised at every SNR of the NMSE table (denoised.png: noisy, "
+             "CME, mean forwarding and Tweedie with the network and with eps*, truth), when the "
+             "network was trained on images; 0: none");
   flags->seed(&Plan::seed);
   command->callback([flags] { run_experiment(*flags, "denoise-bench", "parts"); });
 }

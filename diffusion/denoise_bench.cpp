@@ -101,6 +101,8 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
       entry.gap_se = score.gap_se;
       entry.seconds = seconds_since(start);
       if (entry.estimator == "cme" && !options.references) return;
+      const int64_t kept = std::clamp(options.example_rows, int64_t{0}, rows.n) * rows.dim;
+      entry.examples.assign(x_hat.begin(), x_hat.begin() + kept);
       if (options.on_entry) options.on_entry(entry);
       entries.push_back(std::move(entry));
     };

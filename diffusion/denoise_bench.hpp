@@ -39,6 +39,9 @@ struct DenoiseBenchEntry {
   int64_t matched_step = 0;        // t_hat (0 for the references)
   int64_t evaluations = 0;         // predictor evaluations (batched calls)
   double seconds = 0.0;
+  // [DenoiseBenchOptions::example_rows, N]: the estimates of the first test rows (for "ls", the
+  // observations y), kept to be shown, e.g. as images.
+  std::vector<double> examples;
 };
 
 struct DenoiseBenchOptions {
@@ -48,6 +51,7 @@ struct DenoiseBenchOptions {
   uint64_t seed = 1;                  // observation noise and the estimators' own noise
   std::string predictor;              // a label copied into every entry, e.g. "oracle"
   Shape sample_shape;                 // one row as the predictor takes it; empty: [N]
+  int64_t example_rows = 0;           // the test rows whose estimates each entry keeps
   std::function<void(const DenoiseBenchEntry&)> on_entry;  // progress, after each entry
 };
 

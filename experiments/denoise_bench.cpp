@@ -7,6 +7,7 @@
 #include <set>
 
 #include "autograd/rng.hpp"
+#include "datasets/image_folder.hpp"
 #include "diffusion/oracle.hpp"
 #include "experiments/prior_inputs.hpp"
 #include "experiments/report/format.hpp"
@@ -120,6 +121,7 @@ struct Bench {
   uint64_t noise_seed = 0;
   std::vector<int64_t> mc_M;                         // ascending
   std::vector<DenoiseBenchEntry> resampling_source;  // the resampling tables' entries
+  int64_t grid_rows = 0;  // the test rows each NMSE table entry keeps for the image grid
 
   Bench(const DenoiseBenchInputs& inputs, report::Progress& progress_)
       : in(inputs), progress(progress_), kind(diffusion::parse_schedule_kind(in.plan.schedule)) {
@@ -134,13 +136,18 @@ struct Bench {
     noise_seed = Rng(in.plan.seed).split(1).next_u64();
     mc_M = in.plan.mc_M;
     std::sort(mc_M.begin(), mc_M.end());
+    const datasets::TrainingData& data = in.training_data;
+    if (in.plan.runs(DenoiseBenchPart::nmse) && data.sample_shape && data.normalization &&
+        datasets::is_image_shape(*data.sample_shape))
+      grid_rows = in.plan.grid_images;
   }
 
   // A run_denoise_bench table: the oracle's NMSE table at the unit's T with an oracle of its
   // own, every other table with the contender's predictor at its schedule.
   void table(const DenoiseBenchUnit& unit, const Contender& c,
              std::vector<DenoiseBenchEntry>& into) {
-    const bool own_schedule = unit.kind != Kind::nmse_table || c.label == "network";
+    const bool own_schedule =
+        unit.kind != Kind::nmse_table || c.label == "network" || unit.T == c.schedule.T();
     const diffusion::Schedule schedule =
         own_schedule ? c.schedule : diffusion::Schedule::make(kind, unit.T);
     std::optional<diffusion::GmmOracle> oracle;
@@ -152,6 +159,7 @@ struct Bench {
     options.seed = noise_seed;
     options.predictor = c.label;
     options.sample_shape = c.sample_shape;
+    options.example_rows = grid_rows;
     options.on_entry = [&](const DenoiseBenchEntry&) { progress.status(unit.stage()); };
     const std::vector<DenoiseBenchEntry> entries = diffusion::run_denoise_bench(
         in.gmm, x_test, schedule, own_schedule ? *c.predictor : *oracle, options);
@@ -212,6 +220,7 @@ void DenoiseBenchPlan::validate() const {
   require_list("mc_snr", mc_snr);
   require_list("mismatch", mismatch);
   require_list("mismatch_snr", mismatch_snr);
+  require_range("grid_images", grid_images, 0, std::min<int64_t>(samples, 64));
 }
 
 DenoiseBenchPlan DenoiseBenchPlan::from_json(const nlohmann::json& json) {
@@ -281,7 +290,8 @@ std::vector<DenoiseBenchUnit> DenoiseBenchPlan::units() const {
 
 DenoiseBenchInputs read_inputs(const DenoiseBenchPlan& given) {
   PriorInputs prior = read_prior_inputs(given.gmm, given.checkpoint);
-  DenoiseBenchInputs in{given, std::move(prior.gmm), std::move(prior.network), prior.network_shape};
+  DenoiseBenchInputs in{given, std::move(prior.gmm), std::move(prior.network),
+                        prior.network_shape, std::move(prior.training_data)};
   DenoiseBenchPlan& plan = in.plan;
   plan.gmm = prior.gmm_path;
   // The network, if any, fixes the schedule of the detailed experiments: it runs at its own T.
@@ -330,6 +340,12 @@ DenoiseBenchResults run(const DenoiseBenchPlan& given, report::Progress& progres
   }
 
   Bench bench(in, progress);
+  if (bench.grid_rows > 0) {
+    results.image_shape = in.training_data.sample_shape->vec();
+    results.normalization = *in.training_data.normalization;
+    const std::vector<float> truth = bench.x_test.to_vector();
+    results.grid_truth.assign(truth.begin(), truth.begin() + bench.grid_rows * in.gmm.dim);
+  }
   const std::vector<DenoiseBenchUnit> units = plan.units();
   progress.begin(static_cast<int64_t>(units.size()));
   for (const DenoiseBenchUnit& unit : units) {

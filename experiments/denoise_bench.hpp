@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/shape.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/denoise_bench.hpp"
@@ -92,6 +93,9 @@ struct DenoiseBenchPlan {
   std::vector<double> mismatch = parse_number_list("-6:6:2");  // assumed minus true SNR, dB
   std::vector<double> mismatch_snr{-10, 0, 10};
   DenoiseEstimators estimators = DenoiseEstimators::all;
+  // Test images shown denoised at every SNR of the NMSE table (denoised.png), when the network
+  // was trained on images; 0: none.
+  int64_t grid_images = 4;
   uint64_t seed = 0;
 
   template <typename Self, typename Visit>
@@ -111,6 +115,7 @@ struct DenoiseBenchPlan {
     visit("mismatch", plan.mismatch);
     visit("mismatch_snr", plan.mismatch_snr);
     visit("estimators", plan.estimators);
+    visit("grid_images", plan.grid_images);
     visit("seed", plan.seed);
   }
 
@@ -138,6 +143,7 @@ struct DenoiseBenchInputs {
   datasets::Gmm gmm;
   std::optional<diffusion::DpmCheckpoint> network;
   Shape network_shape;  // one sample as the network takes it
+  datasets::TrainingData training_data;  // what the network was trained on (empty without one)
 };
 
 // Throws PlanError naming the field for a plan that does not fit its files (a network trained
@@ -164,6 +170,11 @@ struct DenoiseBenchResults {
   std::vector<diffusion::MonteCarloEntry> mc;
   std::vector<diffusion::MismatchEntry> mismatch;
   std::vector<ResamplingRow> resampling;
+  // The denoised-image grid's: one image's shape [C, H, W] (empty: the data are not images, or
+  // no grid), how the stored values map to pixels, and the clean images [grid_images, N].
+  std::vector<int64_t> image_shape;
+  datasets::Normalization normalization;
+  std::vector<double> grid_truth;
   double seconds = 0;  // wall time of the run
 };
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <tuple>
 
+#include "datasets/image_folder.hpp"
 #include "experiments/report/format.hpp"
 #include "experiments/report/gnuplot.hpp"
 #include "experiments/report/table.hpp"
@@ -65,6 +66,78 @@ std::string summary(const DenoiseBenchResults& results) {
   for (const auto& [predictor, count] : evaluations)
     md += "; " + std::to_string(count) + " " + predictor + " evaluations in the NMSE table";
   return md + ".\n\n";
+}
+
+// A column of the denoised-image grid: the entries of one predictor and estimator ("ls": y).
+struct GridColumn {
+  std::string predictor, estimator, label;
+  int64_t T = 0;
+};
+
+// The columns the NMSE table has, in the grid's order: y, the CME, mean forwarding and Tweedie
+// with the network, then with eps* (at the detailed T); the truth follows them.
+std::vector<GridColumn> grid_columns(const DenoiseBenchResults& results) {
+  std::vector<GridColumn> wanted = {{"", "ls", "noisy y"}, {"", "cme", "CME"}};
+  for (const auto& [predictor, name, T] :
+       {std::tuple{"network", "network", results.network_T},
+        std::tuple{"oracle", "eps*", results.resolved.detail_T}})
+    for (const auto& [estimator, label] :
+         {std::pair{"mean-forwarding", "mean forwarding"}, std::pair{"tweedie", "Tweedie"}})
+      wanted.push_back({predictor, estimator, std::string(label) + " (" + name + ")", T});
+  std::vector<GridColumn> present;
+  for (const GridColumn& c : wanted)
+    if (std::any_of(results.nmse.begin(), results.nmse.end(), [&](const DenoiseBenchEntry& e) {
+          return e.predictor == c.predictor && e.estimator == c.estimator && e.T == c.T &&
+                 !e.examples.empty();
+        }))
+      present.push_back(c);
+  return present;
+}
+
+std::vector<double> table_snrs(const std::vector<DenoiseBenchEntry>& entries) {
+  std::vector<double> snrs;
+  for (const DenoiseBenchEntry& e : entries)
+    if (std::find(snrs.begin(), snrs.end(), e.snr_db) == snrs.end()) snrs.push_back(e.snr_db);
+  return snrs;
+}
+
+// Per SNR of the NMSE table, one row per shown image: the grid's columns, then the truth; in
+// pixels (the training data's normalisation undone).
+void write_denoised_grid(const DenoiseBenchResults& results, const std::vector<GridColumn>& columns,
+                         const fs::path& path) {
+  const int64_t dim = results.dim;
+  const int64_t rows = static_cast<int64_t>(results.grid_truth.size()) / dim;
+  std::vector<float> tiles;
+  auto append = [&](const std::vector<double>& values, int64_t row) {
+    tiles.insert(tiles.end(), values.begin() + row * dim, values.begin() + (row + 1) * dim);
+  };
+  for (double snr : table_snrs(results.nmse))
+    for (int64_t r = 0; r < rows; ++r) {
+      for (const GridColumn& c : columns)
+        for (const DenoiseBenchEntry& e : results.nmse)
+          if (e.snr_db == snr && e.predictor == c.predictor && e.estimator == c.estimator &&
+              e.T == c.T)
+            append(e.examples, r);
+      append(results.grid_truth, r);
+    }
+  std::vector<int64_t> shape = results.image_shape;
+  const int64_t count = static_cast<int64_t>(tiles.size()) / dim;
+  shape.insert(shape.begin(), count);
+  const Tensor images =
+      datasets::denormalize(Tensor::from_vector(Shape(shape), std::move(tiles)),
+                            results.normalization);
+  datasets::write_png_grid(path.string(), images, static_cast<int>(columns.size()) + 1);
+}
+
+std::string denoised_grid_section(const DenoiseBenchResults& results,
+                                  const std::vector<GridColumn>& columns) {
+  std::string labels, snrs;
+  for (const GridColumn& c : columns) labels += c.label + " | ";
+  for (double snr : table_snrs(results.nmse)) snrs += (snrs.empty() ? "" : ", ") + db(snr);
+  return "## Denoised images\n\nPer row: " + labels + "truth. " +
+         std::to_string(results.grid_truth.size() / static_cast<size_t>(results.dim)) +
+         " test images per SNR, from the top: " + snrs +
+         " dB.\n\n![denoised test images](denoised.png)\n\n";
 }
 
 std::string header(const DenoiseBenchResults& results) {
@@ -474,6 +547,7 @@ std::string markdown(const DenoiseBenchResults& results) {
   if (!results.mc.empty()) md += mc_table(results.mc);
   if (!results.steps.empty()) md += steps_table(results.steps);
   if (!results.mismatch.empty()) md += mismatch_table(results.mismatch);
+  if (!results.image_shape.empty()) md += denoised_grid_section(results, grid_columns(results));
   return md;
 }
 
@@ -552,6 +626,10 @@ Written write(const DenoiseBenchResults& results, const fs::path& dir, const std
   write_text(dir / "denoise_bench.json", to_json(results).dump(2) + "\n");
   write_csvs(dir, results, written);
   written.plots = render_plots(make_plots(dir, results), dir, command);
+  if (!results.image_shape.empty()) {
+    write_denoised_grid(results, grid_columns(results), dir / "denoised.png");
+    written.files.push_back("denoised.png");
+  }
   return written;
 }
 

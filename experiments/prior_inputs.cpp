@@ -10,8 +10,8 @@ namespace dpm::experiments {
 
 PriorInputs read_prior_inputs(const std::string& gmm, const std::string& checkpoint) {
   namespace fs = std::filesystem;
-  PriorInputs in{gmm, {}, std::nullopt, {}};
-  datasets::TrainingData data;
+  PriorInputs in{gmm, {}, std::nullopt, {}, {}};
+  datasets::TrainingData& data = in.training_data;
   if (!checkpoint.empty()) {
     in.network = diffusion::load_dpm_checkpoint(checkpoint);
     data = datasets::training_data(in.network->metadata, checkpoint);

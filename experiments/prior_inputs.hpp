@@ -5,6 +5,7 @@
 #include <string>
 
 #include "autograd/shape.hpp"
+#include "datasets/data_files.hpp"
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 
@@ -15,6 +16,7 @@ struct PriorInputs {
   datasets::Gmm gmm;
   std::optional<diffusion::DpmCheckpoint> network;
   Shape network_shape;  // one sample as the network takes it (empty without a network)
+  datasets::TrainingData training_data;  // the network's (empty without a network)
 };
 
 // `checkpoint` may be empty (no network). Throws PlanError naming the plan field "gmm" or

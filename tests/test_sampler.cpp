@@ -394,6 +394,39 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 // The driver of docs/results.md's "Exact-oracle estimators (eps*)" tables. Hidden (minutes):
 //   DPM_RESULTS_FILE=eps_star.md build/tests/test_sampler "[.results]"
 // DPM_BENCH_SAMPLES sets the paper GMM's test-set size (default 1000).
+TEST_CASE("the denoising benchmark keeps the first rows' estimates when asked", "[denoiser]") {
+  // example_rows = 3 of 10 test rows: the "ls" entry keeps y, the CME and mean forwarding keep
+  // their estimates of those rows, and the scores are the same as without examples.
+  Rng rng(33);
+  const int64_t n = 5, rows = 10, kept = 3;
+  Gmm g = dpm::testing::random_mixture(rng, n, 3, 1.0);
+  const Schedule schedule = Schedule::paper_linear(20);
+  GmmOracle oracle(g, schedule);
+  const Tensor x_test = g.sample(rows, rng);
+  dpm::diffusion::DenoiseBenchOptions options;
+  options.snr_db = {0.0, 10.0};
+  options.estimators = {Estimator::parse("mean-forwarding")};
+  const auto plain = dpm::diffusion::run_denoise_bench(g, x_test, schedule, oracle, options);
+  options.example_rows = kept;
+  const auto kept_entries = dpm::diffusion::run_denoise_bench(g, x_test, schedule, oracle, options);
+  REQUIRE(kept_entries.size() == plain.size());
+  for (size_t snr = 0; snr < options.snr_db.size(); ++snr) {
+    const double sigma2 = dpm::datasets::snr_db_to_sigma2(options.snr_db[snr]);
+    const auto* first = &kept_entries[snr * 4];  // cme, lmmse, ls, mean-forwarding
+    REQUIRE(first[2].estimator == "ls");
+    const std::vector<double>& y = first[2].examples;
+    REQUIRE(y.size() == static_cast<size_t>(kept * n));
+    CHECK(relative_error(first[0].examples, g.cme(y, g.factorize(sigma2))) < 1e-12);
+    const Denoised d = denoise(options.estimators[0], DoubleBatch::from_rows(y, kept, n),
+                               1.0 / sigma2, oracle, schedule, rng);
+    CHECK(relative_error(first[3].examples, d.x_hat.values) < 1e-12);
+  }
+  for (size_t i = 0; i < plain.size(); ++i) {
+    CHECK(plain[i].examples.empty());
+    CHECK(kept_entries[i].nmse == plain[i].nmse);
+  }
+}
+
 TEST_CASE("denoising benchmark tables with eps*", "[.results]") {
   const char* samples_env = std::getenv("DPM_BENCH_SAMPLES");
   const int64_t paper_samples = samples_env ? std::atoll(samples_env) : 1000;
