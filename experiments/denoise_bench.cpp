@@ -160,7 +160,12 @@ struct Bench {
     options.predictor = c.label;
     options.sample_shape = c.sample_shape;
     options.example_rows = grid_rows;
-    options.on_entry = [&](const DenoiseBenchEntry&) { progress.status(unit.stage()); };
+    options.on_entry = [&](const DenoiseBenchEntry& e) {
+      const auto at = std::find(options.snr_db.begin(), options.snr_db.end(), e.snr_db);
+      progress.status(unit.stage() + ", SNR " + std::to_string(at - options.snr_db.begin() + 1) +
+                      "/" + std::to_string(options.snr_db.size()) + " (" +
+                      report::number(e.snr_db, "%g") + " dB): " + e.estimator + " done");
+    };
     const std::vector<DenoiseBenchEntry> entries = diffusion::run_denoise_bench(
         in.gmm, x_test, schedule, own_schedule ? *c.predictor : *oracle, options);
     into.insert(into.end(), entries.begin(), entries.end());
