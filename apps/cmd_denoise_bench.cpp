@@ -56,6 +56,10 @@ void register_denoise_bench_command(CLI::App& app) {
              "the NMSE table's DM estimators: all (mean forwarding, Tweedie, one ancestral run, "
              "the posterior mean over --mc-samples runs, DDIM) or cheap (mean forwarding and "
              "Tweedie, a fraction of the network evaluations)");
+  flags->add("--predictors", &Plan::predictors,
+             "who predicts eps: a list of oracle (the GMM's exact eps*) and network (the "
+             "checkpoint's); without oracle the network's table has the CME, LMMSE and LS (for a "
+             "second network on the test samples of a run that has the oracle's rows)");
   flags->add("--grid-images", &Plan::grid_images,
              "test images shown denoised at every SNR of the NMSE table (denoised.png: noisy, "
              "CME, mean forwarding and Tweedie with the network and with eps*, truth), when the "

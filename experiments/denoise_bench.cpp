@@ -126,9 +126,10 @@ struct Bench {
   Bench(const DenoiseBenchInputs& inputs, report::Progress& progress_)
       : in(inputs), progress(progress_), kind(diffusion::parse_schedule_kind(in.plan.schedule)) {
     const diffusion::Schedule detail = diffusion::Schedule::make(kind, in.plan.detail_T);
-    contenders.push_back(
-        {"oracle", detail, std::make_shared<diffusion::GmmOracle>(in.gmm, detail), Shape{}});
-    if (in.network)
+    if (in.plan.runs(DenoisePredictor::oracle))
+      contenders.push_back(
+          {"oracle", detail, std::make_shared<diffusion::GmmOracle>(in.gmm, detail), Shape{}});
+    if (in.network && in.plan.runs(DenoisePredictor::network))
       contenders.push_back({"network", in.network->schedule, diffusion::make_predictor(*in.network),
                             in.network_shape});
     Rng draw_rng = Rng(in.plan.seed).split(0);
@@ -172,7 +173,8 @@ struct Bench {
   }
 
   void execute(const DenoiseBenchUnit& unit, DenoiseBenchResults& results) {
-    const Contender& c = unit.predictor == "oracle" ? contenders[0] : contenders.at(1);
+    const Contender& c = *std::find_if(contenders.begin(), contenders.end(),
+                                       [&](const Contender& k) { return k.label == unit.predictor; });
     const diffusion::DenoiseExperiment experiment{
         in.gmm,  x_test,         c.schedule, *c.predictor,
         c.label, c.sample_shape, noise_seed, [&] { progress.status(unit.stage()); }};
@@ -226,6 +228,9 @@ void DenoiseBenchPlan::validate() const {
   require_list("mismatch", mismatch);
   require_list("mismatch_snr", mismatch_snr);
   require_range("grid_images", grid_images, 0, std::min<int64_t>(samples, 64));
+  if (predictors.empty()) throw PlanError("predictors", "is empty");
+  if (!runs(DenoisePredictor::oracle) && checkpoint.empty())
+    throw PlanError("predictors", "without oracle needs a network (--checkpoint)");
 }
 
 DenoiseBenchPlan DenoiseBenchPlan::from_json(const nlohmann::json& json) {
@@ -236,6 +241,10 @@ DenoiseBenchPlan DenoiseBenchPlan::from_json(const nlohmann::json& json) {
 
 bool DenoiseBenchPlan::runs(DenoiseBenchPart part) const {
   return std::find(experiments.begin(), experiments.end(), part) != experiments.end();
+}
+
+bool DenoiseBenchPlan::runs(DenoisePredictor predictor) const {
+  return std::find(predictors.begin(), predictors.end(), predictor) != predictors.end();
 }
 
 int64_t DenoiseBenchPlan::detailed_T() const {
@@ -253,20 +262,23 @@ std::vector<int64_t> DenoiseBenchPlan::table_T() const {
 
 std::vector<DenoiseBenchUnit> DenoiseBenchPlan::units() const {
   const int64_t detail = detailed_T();
-  const bool all = estimators == DenoiseEstimators::all, network = !checkpoint.empty();
-  std::vector<std::string> predictors = {"oracle"};
+  const bool all = estimators == DenoiseEstimators::all, oracle = runs(DenoisePredictor::oracle),
+             network = !checkpoint.empty() && runs(DenoisePredictor::network);
+  std::vector<std::string> predictors;
+  if (oracle) predictors.push_back("oracle");
   if (network) predictors.push_back("network");
   std::vector<DenoiseBenchUnit> units;
   if (runs(DenoiseBenchPart::nmse)) {
     bool references = true;  // once, with the first table
-    for (int64_t T : table_T()) {
-      units.push_back({Kind::nmse_table, "oracle", T,
-                       table_estimators(all && T == detail, mc_samples), references});
-      references = false;
-    }
+    if (oracle)
+      for (int64_t T : table_T()) {
+        units.push_back({Kind::nmse_table, "oracle", T,
+                         table_estimators(all && T == detail, mc_samples), references});
+        references = false;
+      }
     if (network)
       units.push_back(
-          {Kind::nmse_table, "network", detail, table_estimators(all, mc_samples), false});
+          {Kind::nmse_table, "network", detail, table_estimators(all, mc_samples), references});
   }
   // The resampling part reads the NMSE table's mean forwarding and ancestral run when the table
   // has them, else runs those two itself.
@@ -277,7 +289,7 @@ std::vector<DenoiseBenchUnit> DenoiseBenchPlan::units() const {
            p,
            detail,
            {estimator(EstimatorKind::mean_forwarding), estimator(EstimatorKind::posterior_mean, 1)},
-           p == "oracle"});
+           p == predictors.front()});
   for (const std::string& p : predictors) {
     if (runs(DenoiseBenchPart::resampling))
       units.push_back({Kind::posterior_mean_vs_M, p, detail, {}, false});
@@ -288,7 +300,7 @@ std::vector<DenoiseBenchUnit> DenoiseBenchPlan::units() const {
            p,
            detail,
            {estimator(EstimatorKind::mean_forwarding), estimator(EstimatorKind::tweedie)},
-           p == "oracle"});
+           p == predictors.front()});
   }
   return units;
 }
@@ -339,7 +351,7 @@ DenoiseBenchResults run(const DenoiseBenchPlan& given, report::Progress& progres
   results.components = in.gmm.components;
   results.power_per_entry = power_per_entry(in.gmm);
   warn_unnormalised(results.power_per_entry, progress);
-  if (in.network) {
+  if (in.network && plan.runs(DenoisePredictor::network)) {
     results.network_T = in.network->schedule.T();
     warn_outside_trained_steps(*in.network, plan, progress);
   }

@@ -32,6 +32,8 @@ enum class DenoiseBenchPart { nmse, steps, resampling, mismatch };
 // The NMSE table's DM estimators: all (mean forwarding, Tweedie, one ancestral run, the
 // posterior mean over mc_samples runs, DDIM) or cheap (mean forwarding and Tweedie).
 enum class DenoiseEstimators { all, cheap };
+// Who predicts eps: the GMM's exact eps* (oracle) and the checkpoint's network.
+enum class DenoisePredictor { oracle, network };
 
 }  // namespace dpm::experiments
 
@@ -48,6 +50,12 @@ template <>
 struct dpm::experiments::Choices<dpm::experiments::DenoiseEstimators> {
   static constexpr std::array<std::pair<DenoiseEstimators, const char*>, 2> values{
       {{DenoiseEstimators::all, "all"}, {DenoiseEstimators::cheap, "cheap"}}};
+};
+
+template <>
+struct dpm::experiments::Choices<dpm::experiments::DenoisePredictor> {
+  static constexpr std::array<std::pair<DenoisePredictor, const char*>, 2> values{
+      {{DenoisePredictor::oracle, "oracle"}, {DenoisePredictor::network, "network"}}};
 };
 
 namespace dpm::experiments {
@@ -93,6 +101,10 @@ struct DenoiseBenchPlan {
   std::vector<double> mismatch = parse_number_list("-6:6:2");  // assumed minus true SNR, dB
   std::vector<double> mismatch_snr{-10, 0, 10};
   DenoiseEstimators estimators = DenoiseEstimators::all;
+  // The predictors run (the network only with a checkpoint). Without the oracle the network's
+  // table carries the CME, LMMSE and LS: e.g. a second network on the same test samples, whose
+  // oracle rows another run with the same seed and samples already has.
+  std::vector<DenoisePredictor> predictors{DenoisePredictor::oracle, DenoisePredictor::network};
   // Test images shown denoised at every SNR of the NMSE table (denoised.png), when the network
   // was trained on images; 0: none.
   int64_t grid_images = 4;
@@ -115,6 +127,7 @@ struct DenoiseBenchPlan {
     visit("mismatch", plan.mismatch);
     visit("mismatch_snr", plan.mismatch_snr);
     visit("estimators", plan.estimators);
+    visit("predictors", plan.predictors);
     visit("grid_images", plan.grid_images);
     visit("seed", plan.seed);
   }
@@ -125,6 +138,7 @@ struct DenoiseBenchPlan {
   static DenoiseBenchPlan from_json(const nlohmann::json& json);  // validated
 
   bool runs(DenoiseBenchPart part) const;
+  bool runs(DenoisePredictor predictor) const;
   // The oracle's T of the NMSE table: oracle_T, and the detailed T after them if not among them.
   std::vector<int64_t> table_T() const;
   // The work, in the order run() executes it. Needs the detailed T: a plan with a

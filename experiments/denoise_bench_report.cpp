@@ -148,9 +148,13 @@ std::string header(const DenoiseBenchResults& results) {
                    number(results.power_per_entry) + "); " + std::to_string(plan.samples) +
                    " test samples drawn from it (seed " + std::to_string(plan.seed) +
                    "); y = x + n, n ~ N(0, sigma^2 I), SNR = 1 / sigma^2; NMSE = sum ||x - "
-                   "x_hat||^2 / sum ||x||^2. Predictors: oracle = the exact eps* of the GMM";
+                   "x_hat||^2 / sum ||x||^2. Predictors: ";
+  std::vector<std::string> predictors;
+  if (plan.runs(DenoisePredictor::oracle)) predictors.push_back("oracle = the exact eps* of the GMM");
   if (results.network_T > 0)
-    md += ", network = " + plan.checkpoint + " (T = " + std::to_string(results.network_T) + ")";
+    predictors.push_back("network = " + plan.checkpoint + " (T = " +
+                         std::to_string(results.network_T) + ")");
+  for (size_t i = 0; i < predictors.size(); ++i) md += (i ? ", " : "") + predictors[i];
   return md + ". Schedule " + plan.schedule +
          "; the detailed experiments at T = " + std::to_string(plan.detail_T) + ". " +
          number(results.seconds, "%.3g") + " s.\n\n";
@@ -384,8 +388,9 @@ std::vector<Plot> nmse_plots(const fs::path& dir, const DenoiseBenchResults& res
             return e.predictor.empty() || (detailed(e) && e.estimator == "mean-forwarding");
           },
           in_db)));
+  const bool oracle = results.resolved.runs(DenoisePredictor::oracle);
   for (const char* predictor : {"oracle", "network"}) {
-    if (std::string(predictor) == "network" && results.network_T == 0) continue;
+    if (std::string(predictor) == "network" ? results.network_T == 0 : !oracle) continue;
     plots.push_back(curve_plot(
         dir, std::string("nmse_vs_snr_") + predictor,
         std::string("set title 'The ") + predictor + "''s estimators against the CME'\n" + axes,
@@ -396,7 +401,7 @@ std::vector<Plot> nmse_plots(const fs::path& dir, const DenoiseBenchResults& res
             },
             in_db)));
   }
-  if (results.resolved.table_T().size() > 1)
+  if (oracle && results.resolved.table_T().size() > 1)
     plots.push_back(curve_plot(
         dir, "nmse_vs_snr_oracle_T", "set title 'The oracle''s mean forwarding at each T'\n" + axes,
         estimator_curves(

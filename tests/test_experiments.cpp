@@ -307,6 +307,22 @@ TEST_CASE("denoise-bench plan: JSON round trip, validation naming the field",
   CHECK(field_of({{"estimators", "fast"}}) == "estimators");
   CHECK(field_of({{"mismatch", "6:-6:2"}}) == "mismatch");
   CHECK(field_of({{"detail_T", 0}}) == "(none)");
+  CHECK(field_of({{"predictors", {"network"}}}) == "predictors");  // no checkpoint
+  CHECK(field_of({{"predictors", nlohmann::json::array()}}) == "predictors");
+  CHECK(field_of({{"predictors", {"oracle", "guess"}}}) == "predictors");
+  CHECK(field_of({{"grid_images", 65}}) == "grid_images");
+
+  // The network alone: its tables carry the references the oracle's would have.
+  ex::DenoiseBenchPlan network_only = back;
+  network_only.checkpoint = "network.safetensors";
+  network_only.detail_T = 20;
+  network_only.predictors = {ex::DenoisePredictor::network};
+  const std::vector<ex::DenoiseBenchUnit> units = network_only.units();
+  REQUIRE(units.size() == 2);
+  for (const ex::DenoiseBenchUnit& unit : units) {
+    CHECK(unit.predictor == "network");
+    CHECK(unit.references);
+  }
 }
 
 TEST_CASE("denoise-bench: the progress total is the plan's unit list, run as listed",
