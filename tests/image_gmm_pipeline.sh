@@ -25,11 +25,16 @@ for file in gmm/data.safetensors gmm/gmm.safetensors gmm/samples.png unet2d/best
 done
 for model in unet2d mlp; do
   report=$work/run/$model-denoise/denoise_bench.md
-  for row in '| - | - | cme |' '| - | - | lmmse |' '| oracle | 300 | mean-forwarding |' \
-    '| network | 300 | mean-forwarding |' '| network | 300 | tweedie |' 'denoised.png'; do
+  for row in '| - | - | cme |' '| - | - | lmmse |' '| network | 300 | mean-forwarding |' \
+    '| network | 300 | tweedie |' 'denoised.png'; do
     grep -qF -- "$row" "$report" || fail "$report has no '$row'"
   done
 done
+# The oracle's rows once, in the U-Net's report; the MLP's has the same references.
+grep -qF '| oracle | 300 | mean-forwarding |' "$work/run/unet2d-denoise/denoise_bench.md" ||
+  fail "the U-Net's report has no oracle rows"
+cme_rows() { grep '^,0,cme,' "$work/run/$1-denoise/nmse.csv" | cut -d, -f1-10; }
+[ "$(cme_rows unet2d)" = "$(cme_rows mlp)" ] || fail "the two reports' CME rows differ"
 
 run >"$work/second.log" 2>&1 || { cat "$work/second.log"; fail "the second run failed"; }
 for stage in "fit: done" "train unet2d: done" "train mlp: done" "bench unet2d: done" \
