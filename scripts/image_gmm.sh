@@ -12,7 +12,8 @@
 # Environment:
 #   DPM_IMAGE_GMM_DIR      output directory (default runs/image-gmm)
 #   DPM_IMAGE_GMM_SMALL=1  the small variant the tests run: K = 4 on 2,000 images, 3 EM
-#                          iterations, 2,000 / 200 / 200 samples, 3 training steps, 16 test samples
+#                          iterations, 1,000 / 64 / 64 samples, 3 training steps, 8 test samples
+#                          at 0 and 20 dB
 #   DPM_IMAGE_GMM_SAMPLES  test samples of the benchmark (default 1000)
 #   DPM_IMAGE_GMM_SNR      SNRs of the benchmark in dB (default -20:30:5)
 #   DPMLAB                 the dpmlab binary to use (default: build it into build/)
@@ -30,10 +31,10 @@ main() {
   local fit=(--components 128 --iters 100 --sample 100000 --val 10000 --test 10000)
   local train=()
   if [ "${DPM_IMAGE_GMM_SMALL:-0}" = 1 ]; then
-    fit=(--components 4 --max-samples 2000 --iters 3 --sample 2000 --val 200 --test 200)
+    fit=(--components 4 --max-samples 2000 --iters 3 --sample 1000 --val 64 --test 64)
     train=(--max-steps 3)
-    samples=${DPM_IMAGE_GMM_SAMPLES:-16}
-    snr=${DPM_IMAGE_GMM_SNR:--10:10:10}
+    samples=${DPM_IMAGE_GMM_SAMPLES:-8}
+    snr=${DPM_IMAGE_GMM_SNR:-0,20}
   fi
   mkdir -p "$run"
 
