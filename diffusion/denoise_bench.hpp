@@ -41,7 +41,7 @@ struct DenoiseBenchEntry {
   double seconds = 0.0;
   // [DenoiseBenchOptions::example_rows, N]: the estimates of the first test rows (for "ls", the
   // observations y), kept to be shown, e.g. as images.
-  std::vector<double> examples;
+  std::vector<double> examples = {};
 };
 
 struct DenoiseBenchOptions {

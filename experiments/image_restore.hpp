@@ -122,10 +122,10 @@ struct ImageRestoreEntry {
 struct RestoreMeasurements {
   RestoreTask task = RestoreTask::box;
   int64_t rows = 0;             // m
-  std::vector<float> y;         // [n, m]
-  std::vector<float> observed;  // masks: [C, H, W], 1 observed, 0 missing; empty otherwise
-  std::vector<float> row_map;   // otherwise: L [H', H]
-  std::vector<float> col_map;   // and R [W', W]
+  std::vector<float> y = {};         // [n, m]
+  std::vector<float> observed = {};  // masks: [C, H, W], 1 observed, 0 missing; empty otherwise
+  std::vector<float> row_map = {};   // otherwise: L [H', H]
+  std::vector<float> col_map = {};   // and R [W', W]
   int64_t out_height = 0, out_width = 0;  // H', W'
 };
 
