@@ -41,9 +41,9 @@ DataDescription describe_data(const diffusion::DpmCheckpoint& checkpoint, const 
   const datasets::TrainingData data = datasets::training_data(checkpoint.metadata, path);
   if (data.model_shape && data.sample_shape)
     return {*data.model_shape, *data.sample_shape, data.normalization};
-  // A bare train_dpm checkpoint: only an MLP's sample shape follows from the model config.
+  // A bare train_dpm checkpoint: only a flat-vector network's sample shape follows from the model config.
   const nlohmann::json config = checkpoint.model->config();
-  if (config.value("arch", "") != "mlp")
+  if (!nn::takes_flat_vectors(config))
     throw std::runtime_error(path + ": no '" + datasets::kTrainingDataMetadataKey +
                              "' metadata with the sample shape (not written by `dpmlab train`), "
                              "so the sample shape of this " +

@@ -150,11 +150,14 @@ train::DpmTrainingConfig build_config(const CLI::App* command, const TrainArgs& 
   return config;
 }
 
-// Sets the model config's data-dependent fields (N, channels) from the data.
+// Sets the model config's data-dependent fields (N, channels) from the data, and a two-layer
+// net's T from the schedule.
 void fit_model_to_data(train::DpmTrainingConfig& config, const Shape& model_shape) {
   const std::string arch = config.model.value("arch", "");
-  if (arch == "mlp")
+  if (nn::takes_flat_vectors(config.model))
     config.model["dim"] = model_shape.numel();
+  if (arch == "two_layer")  // its time features span the schedule's T steps
+    config.model["steps"] = diffusion::Schedule::from_json(config.schedule).T();
   else if (arch == "unet1d" || arch == "unet2d")
     config.model["data_channels"] = model_shape[0];
 }

@@ -187,7 +187,7 @@ TrainingData training_data(const std::map<std::string, std::string>& metadata,
 Shape model_input_shape(const nlohmann::json& model_config, const Shape& shape) {
   const std::string arch = model_config.value("arch", "");
   const int64_t numel = shape.numel();
-  if (arch == "mlp") return Shape{numel};
+  if (arch == "mlp" || arch == "two_layer") return Shape{numel};
   const int64_t channels = model_config.value("data_channels", int64_t{1});
   if (numel % channels != 0)
     throw std::invalid_argument("samples of shape " + shape.str() + " do not split into " +

@@ -334,7 +334,7 @@ Shape audit_model_shape(const AuditData& data, const datasets::TrainingData& tra
   const nlohmann::json model_config = data.checkpoint.model->config();
   if (trained_on.model_shape) return *trained_on.model_shape;
   if (!trained_on.sample_shape && !clean.defined() && !gmm &&
-      model_config.value("arch", "") != "mlp")
+      !nn::takes_flat_vectors(model_config))
     throw PlanError("data",
                     "the checkpoint does not record its sample shape; give "
                     "--data FILE[:tensor] or --gmm FILE");

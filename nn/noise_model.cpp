@@ -4,6 +4,7 @@
 #include <string>
 
 #include "nn/mlp.hpp"
+#include "nn/two_layer.hpp"
 #include "nn/unet.hpp"
 
 namespace dpm::nn {
@@ -18,11 +19,16 @@ Variable NoiseModel::embed_time(const std::vector<int64_t>&) {
   return {};
 }
 
+bool takes_flat_vectors(const nlohmann::json& config) {
+  const std::string arch = config.is_object() ? config.value("arch", "") : "";
+  return arch == "mlp" || arch == "two_layer";
+}
+
 std::shared_ptr<NoiseModel> make_noise_model(const nlohmann::json& config, Rng& rng) {
   if (!config.is_object() || !config.contains("arch") || !config["arch"].is_string())
     throw std::invalid_argument(
-        "make_noise_model: config needs a string field 'arch' (\"unet1d\", \"unet2d\" or "
-        "\"mlp\"), got " +
+        "make_noise_model: config needs a string field 'arch' (\"unet1d\", \"unet2d\", "
+        "\"mlp\" or \"two_layer\"), got " +
         config.dump());
   const std::string arch = config["arch"].get<std::string>();
   try {
@@ -30,14 +36,16 @@ std::shared_ptr<NoiseModel> make_noise_model(const nlohmann::json& config, Rng& 
       return std::make_shared<UNet>(UNetOptions::from_json(config), rng);
     if (arch == "mlp")
       return std::make_shared<ResidualMLP>(ResidualMLPOptions::from_json(config), rng);
+    if (arch == "two_layer")
+      return std::make_shared<TwoLayerNet>(TwoLayerOptions::from_json(config), rng);
   } catch (const std::invalid_argument& e) {
     // Options that parse but do not fit together (GroupNorm groups vs channels, an odd
     // time-embedding size) surface from a layer's constructor: say which config it was.
     throw std::invalid_argument("make_noise_model(" + arch + "): " + e.what());
   }
   throw std::invalid_argument(
-      "make_noise_model: field 'arch' must be \"unet1d\", \"unet2d\" or "
-      "\"mlp\", got \"" +
+      "make_noise_model: field 'arch' must be \"unet1d\", \"unet2d\", "
+      "\"mlp\" or \"two_layer\", got \"" +
       arch + "\"");
 }
 

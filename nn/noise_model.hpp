@@ -29,6 +29,10 @@ class NoiseModel : public Module {
   void check_steps(const Variable& x, const std::vector<int64_t>& t) const;
 };
 
+// Whether the model config names a network of flat vectors (the residual MLP, the two-layer net):
+// its samples are [N] with N = config["dim"].
+bool takes_flat_vectors(const nlohmann::json& config);
+
 // Builds the model config["arch"] names ("unet1d", "unet2d", "mlp") with fresh weights drawn
 // from rng. Missing options take their defaults; a bad or unknown field throws
 // std::invalid_argument naming it.
