@@ -21,5 +21,6 @@ void register_bench_command(CLI::App& app);          // dpmlab bench
 void register_bound_command(CLI::App& app);          // dpmlab bound
 void register_inverse_bench_command(CLI::App& app);  // dpmlab inverse-bench
 void register_restore_command(CLI::App& app);        // dpmlab restore
+void register_score_study_command(CLI::App& app);    // dpmlab score-study
 
 }  // namespace dpm::cli

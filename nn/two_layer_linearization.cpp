@@ -222,28 +222,32 @@ double LinearizedDescent::loss() const {
   return sum / static_cast<double>(prediction.size());
 }
 
-std::vector<double> ntk_regression(const TwoLayerLinearization& model,
-                                   const TwoLayerLinearization::Inputs& train,
-                                   const std::vector<double>& labels,
-                                   const TwoLayerLinearization::Inputs& test) {
-  const int64_t size = train.rows * model.output_dim();
+NtkRegression::NtkRegression(const TwoLayerLinearization& model,
+                             TwoLayerLinearization::Inputs train,
+                             const std::vector<double>& labels)
+    : model_(model), train_(std::move(train)) {
+  const int64_t size = train_.rows * model.output_dim();
   if (static_cast<int64_t>(labels.size()) != size)
-    throw std::invalid_argument("ntk_regression: labels must be [P, N]");
-  std::vector<double> gram = model.ntk(train, train);
-  std::vector<double> alpha(labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) alpha[i] = labels[i] - train.initial[i];
+    throw std::invalid_argument("NtkRegression: labels must be [P, N]");
+  std::vector<double> gram = model.ntk(train_, train_);
+  alpha_.resize(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) alpha_[i] = labels[i] - train_.initial[i];
   const lapack_int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', static_cast<lapack_int>(size), 1,
-                                        gram.data(), static_cast<lapack_int>(size), alpha.data(),
+                                        gram.data(), static_cast<lapack_int>(size), alpha_.data(),
                                         1);
   if (info != 0)
-    throw std::runtime_error("ntk_regression: the NTK of the " + std::to_string(train.rows) +
+    throw std::runtime_error("NtkRegression: the NTK of the " + std::to_string(train_.rows) +
                              " training inputs is not numerically positive definite (LAPACK "
                              "dposv info " + std::to_string(info) +
                              "): fewer inputs or a wider network");
-  const std::vector<double> cross = model.ntk(test, train);
+}
+
+std::vector<double> NtkRegression::predict(const TwoLayerLinearization::Inputs& test) const {
+  const int64_t size = train_.rows * model_.output_dim();
+  const std::vector<double> cross = model_.ntk(test, train_);
   std::vector<double> out = test.initial;
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(test.rows * model.output_dim()),
-              static_cast<int>(size), 1.0, cross.data(), static_cast<int>(size), alpha.data(), 1,
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(test.rows * model_.output_dim()),
+              static_cast<int>(size), 1.0, cross.data(), static_cast<int>(size), alpha_.data(), 1,
               1.0, out.data(), 1);
   return out;
 }

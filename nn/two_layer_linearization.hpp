@@ -74,11 +74,20 @@ class LinearizedDescent {
 };
 
 // Kernel regression with the NTK at theta_0, the limit of LinearizedDescent when Theta(X, X) is
-// invertible: f(x) = f0(x) + Theta(x, X) Theta(X, X)^-1 (Y - f0(X)), at the rows of `test`.
-// Throws std::runtime_error when Theta(X, X) is not numerically positive definite.
-std::vector<double> ntk_regression(const TwoLayerLinearization& model,
-                                   const TwoLayerLinearization::Inputs& train,
-                                   const std::vector<double>& labels,
-                                   const TwoLayerLinearization::Inputs& test);
+// invertible: f(x) = f0(x) + Theta(x, X) alpha with Theta(X, X) alpha = Y - f0(X). The
+// constructor solves for alpha (Cholesky); predict() then costs one cross kernel per call, so
+// large test sets go in chunks.
+class NtkRegression {
+ public:
+  // Throws std::runtime_error when Theta(X, X) is not numerically positive definite.
+  NtkRegression(const TwoLayerLinearization& model, TwoLayerLinearization::Inputs train,
+                const std::vector<double>& labels);  // labels [P, N]
+  std::vector<double> predict(const TwoLayerLinearization::Inputs& test) const;  // [Q, N]
+
+ private:
+  const TwoLayerLinearization& model_;
+  TwoLayerLinearization::Inputs train_;
+  std::vector<double> alpha_;  // [P N]
+};
 
 }  // namespace dpm::nn

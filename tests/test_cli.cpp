@@ -142,7 +142,7 @@ TEST_CASE("every subcommand has --help with an example", "[cli]") {
   }
   for (const char* command :
        {"model summary", "model init", "model check", "demo", "gmm make", "gmm fit", "gmm cme",
-        "train", "sample", "denoise-bench", "inverse-bench", "restore"}) {
+        "train", "sample", "denoise-bench", "inverse-bench", "restore", "score-study"}) {
     INFO(command);
     CHECK(seen.count(command) == 1);
   }
@@ -196,6 +196,10 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"restore --quick", "--checkpoint"},
       {"restore --checkpoint gmm/gmm.safetensors --tasks box,deblur", "--tasks"},
       {"restore --checkpoint gmm/gmm.safetensors --mask missing.png", "--tasks"},
+      {"score-study --quick --lr 0", "--lr"},
+      {"score-study --quick --batch 1000", "--batch"},
+      {"score-study --quick --activation tanh", "--activation"},
+      {"score-study --quick --gmm gmm/data.safetensors", "--gmm"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);

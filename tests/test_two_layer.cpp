@@ -163,7 +163,7 @@ TEST_CASE("kernel regression with the NTK is gradient descent on f_lin run to co
   const auto in_train = lin.inputs(net.inputs(train.x, train.t));
   const auto in_test = lin.inputs(net.inputs(test.x, test.t));
   const std::vector<double> labels = random_vector(10, 15);
-  const std::vector<double> kernel = ntk_regression(lin, in_train, labels, in_test);
+  const std::vector<double> kernel = nn::NtkRegression(lin, in_train, labels).predict(in_test);
 
   // The step 1 / lambda_max of the loss's Hessian 2 Theta / (P N) keeps GD stable.
   const std::vector<double> gram = lin.ntk(in_train, in_train);
