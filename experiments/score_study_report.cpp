@@ -113,7 +113,11 @@ Table width_table(const ScoreStudyResults& results) {
 
 std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& results) {
   const ScoreStudyPlan& plan = results.plan;
-  std::vector<Curve> by_iteration, distances, samples_curves(3), width_curves(1);
+  std::vector<Curve> by_iteration, distances, samples_curves(3), width_curves(1),
+      width_errors{{"network, stopped by the rule", "points pt 7", {}},
+                   {"network, oracle-best", "points pt 6", {}},
+                   {"f_lin, least along the run", "points pt 4", {}},
+                   {"kernel regression (GD limit of f_lin)", "points pt 2", {}}};
   samples_curves[0] = {"stopped by the rule", "points pt 7", {}};
   samples_curves[1] = {"oracle-best", "points pt 6", {}};
   samples_curves[2] = {"fit", "lines dt 2", {}};
@@ -127,11 +131,20 @@ std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& resul
       samples_curves[0].xy.emplace_back(u.samples, run.stopped_error);
       samples_curves[1].xy.emplace_back(u.samples, run.best_error);
     }
-    if (u.linearized) width_curves[0].xy.emplace_back(u.width, run.curve.back().distance);
+    if (u.linearized) {
+      width_curves[0].xy.emplace_back(u.width, run.curve.back().distance);
+      double linear_least = INFINITY;
+      for (const ScorePoint& p : run.curve) linear_least = std::min(linear_least, p.linear_score_error);
+      width_errors[0].xy.emplace_back(u.width, run.stopped_error);
+      width_errors[1].xy.emplace_back(u.width, run.best_error);
+      width_errors[2].xy.emplace_back(u.width, linear_least);
+      width_errors[3].xy.emplace_back(u.width, run.kernel_error);
+    }
     if (u.seed != 0) continue;
     if (u.width == plan.base_width) {
       Curve curve{"n = " + std::to_string(u.samples), "lines", {}};
-      for (const ScorePoint& p : run.curve) curve.xy.emplace_back(p.iteration, p.score_error);
+      for (const ScorePoint& p : run.curve)
+        if (p.iteration > 0) curve.xy.emplace_back(p.iteration, p.score_error);
       by_iteration.push_back(std::move(curve));
       stops.xy.emplace_back(run.stopped_iteration, run.stopped_error);
     }
@@ -151,7 +164,7 @@ std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& resul
   plots.push_back(curve_plot(dir, "error_vs_iterations",
                              "set title 'Exact score error along GD (m = " +
                                  std::to_string(plan.base_width) +
-                                 ", seed 0)'\nset xlabel 'iteration'\nset logscale y\n" +
+                                 ", seed 0)'\nset xlabel 'iteration'\nset logscale xy\n" +
                                  error_label,
                              by_iteration));
   if (base) {
@@ -184,6 +197,11 @@ std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& resul
                                    ")'\nset xlabel 'm'\nset logscale xy\nset ylabel "
                                    "'RMS ||f - f_lin||'\n",
                                width_curves));
+    plots.push_back(curve_plot(dir, "error_vs_width",
+                               "set title 'Exact score error against the width (n = " +
+                                   std::to_string(plan.base_samples) +
+                                   ")'\nset xlabel 'm'\nset logscale xy\n" + error_label,
+                               width_errors));
     plots.push_back(curve_plot(dir, "distance_vs_iterations",
                                "set title '||f - f_lin|| along GD (n = " +
                                    std::to_string(plan.base_samples) +

@@ -2,7 +2,7 @@
 // The score study's report: DIR/score_study.md (setup, a summary as measured, the runs and the
 // width sweep), score_study.json (everything, the plan as given), runs.csv (one row per run),
 // curves.csv (every evaluation of every run) and the plots error_vs_iterations, losses,
-// error_vs_samples, distance_vs_width and distance_vs_iterations.
+// error_vs_samples, error_vs_width, distance_vs_width and distance_vs_iterations.
 #include <filesystem>
 #include <string>
 
