@@ -4,6 +4,7 @@
 #include <lapacke.h>
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -230,16 +231,32 @@ NtkRegression::NtkRegression(const TwoLayerLinearization& model,
   if (static_cast<int64_t>(labels.size()) != size)
     throw std::invalid_argument("NtkRegression: labels must be [P, N]");
   std::vector<double> gram = model.ntk(train_, train_);
-  alpha_.resize(labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) alpha_[i] = labels[i] - train_.initial[i];
-  const lapack_int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', static_cast<lapack_int>(size), 1,
-                                        gram.data(), static_cast<lapack_int>(size), alpha_.data(),
-                                        1);
+  std::vector<double> eigenvalues(static_cast<size_t>(size));
+  const lapack_int info =
+      LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', static_cast<lapack_int>(size), gram.data(),
+                     static_cast<lapack_int>(size), eigenvalues.data());
   if (info != 0)
-    throw std::runtime_error("NtkRegression: the NTK of the " + std::to_string(train_.rows) +
-                             " training inputs is not numerically positive definite (LAPACK "
-                             "dposv info " + std::to_string(info) +
-                             "): fewer inputs or a wider network");
+    throw std::runtime_error("NtkRegression: the eigendecomposition of the NTK failed (LAPACK "
+                             "dsyevd info " + std::to_string(info) + ")");
+  // alpha = Theta^+ (Y - f0): Theta's columns hold its eigenvectors; eigenvalues below the
+  // pseudo-inverse's usual cutoff (size x machine epsilon x the largest) count as 0.
+  const double cutoff =
+      static_cast<double>(size) * std::numeric_limits<double>::epsilon() * eigenvalues.back();
+  std::vector<double> residual(labels.size()), projected(labels.size(), 0.0);
+  for (size_t i = 0; i < labels.size(); ++i) residual[i] = labels[i] - train_.initial[i];
+  cblas_dgemv(CblasRowMajor, CblasTrans, static_cast<int>(size), static_cast<int>(size), 1.0,
+              gram.data(), static_cast<int>(size), residual.data(), 1, 0.0, projected.data(), 1);
+  for (int64_t k = 0; k < size; ++k) {
+    if (eigenvalues[k] > cutoff) {
+      projected[k] /= eigenvalues[k];
+      ++rank_;
+    } else {
+      projected[k] = 0.0;
+    }
+  }
+  alpha_.assign(labels.size(), 0.0);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(size), static_cast<int>(size), 1.0,
+              gram.data(), static_cast<int>(size), projected.data(), 1, 0.0, alpha_.data(), 1);
 }
 
 std::vector<double> NtkRegression::predict(const TwoLayerLinearization::Inputs& test) const {

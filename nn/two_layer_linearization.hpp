@@ -73,21 +73,24 @@ class LinearizedDescent {
   std::vector<double> delta_;
 };
 
-// Kernel regression with the NTK at theta_0, the limit of LinearizedDescent when Theta(X, X) is
-// invertible: f(x) = f0(x) + Theta(x, X) alpha with Theta(X, X) alpha = Y - f0(X). The
-// constructor solves for alpha (Cholesky); predict() then costs one cross kernel per call, so
-// large test sets go in chunks.
+// Kernel regression with the NTK at theta_0, the limit of LinearizedDescent:
+// f(x) = f0(x) + Theta(x, X) Theta(X, X)^+ (Y - f0(X)). With more parameters than label entries
+// Theta(X, X) is (generically) invertible and f_lin ends up interpolating the labels; with fewer,
+// it is singular and GD ends at the least-squares fit nearest theta_0, which the pseudo-inverse
+// gives. The constructor eigendecomposes Theta(X, X) once; predict() then costs one cross kernel
+// per call, so large test sets go in chunks.
 class NtkRegression {
  public:
-  // Throws std::runtime_error when Theta(X, X) is not numerically positive definite.
   NtkRegression(const TwoLayerLinearization& model, TwoLayerLinearization::Inputs train,
                 const std::vector<double>& labels);  // labels [P, N]
   std::vector<double> predict(const TwoLayerLinearization::Inputs& test) const;  // [Q, N]
+  int64_t rank() const { return rank_; }  // of Theta(X, X), at most P N
 
  private:
   const TwoLayerLinearization& model_;
   TwoLayerLinearization::Inputs train_;
   std::vector<double> alpha_;  // [P N]
+  int64_t rank_ = 0;
 };
 
 }  // namespace dpm::nn
