@@ -149,10 +149,12 @@ struct LinearTwin {
 // NTK regression's predictions on the error set, in chunks that keep the cross kernel near 16M
 // entries.
 std::vector<double> kernel_predictions(const LinearTwin& twin, const nn::TwoLayerNet& net,
-                                       const DsmSet& train, const DsmSet& errors) {
+                                       const DsmSet& train, const DsmSet& errors,
+                                       int64_t& rank) {
   const nn::NtkRegression regression(twin.model,
                                      twin.model.inputs(net.inputs(train.x, train.steps)),
                                      train.labels);
+  rank = regression.rank();
   const int64_t dim = net.options().dim, rows = errors.x.shape()[0];
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / (train.x.shape()[0] * dim * dim));
   const Tensor z = net.inputs(errors.x, errors.steps);
@@ -263,8 +265,8 @@ ScoreRun run_unit(const ScoreStudyPlan& plan, const StudySetup& setup, const Sco
   summarise(run, rule);
   run.kernel_error = kNaN;
   if (twin && train.x.shape()[0] * options.dim <= plan.kernel_max)
-    run.kernel_error =
-        mean_squared_error(kernel_predictions(*twin, *net, train, setup.errors), setup.errors.labels);
+    run.kernel_error = mean_squared_error(
+        kernel_predictions(*twin, *net, train, setup.errors, run.kernel_rank), setup.errors.labels);
   if (!setup.noisy.empty()) {
     std::copy_n(stopped_weights.data(), stopped_weights.numel(), net->arena().values().data());
     diffusion::NetworkPredictor predictor(net, setup.schedule);

@@ -145,6 +145,7 @@ struct ScoreRun {
   double best_error = 0;
   double final_error = 0;
   double kernel_error = 0;  // NTK regression's exact score error; NaN when not computed
+  int64_t kernel_rank = 0;  // of Theta(X, X) (interpolation when it is n J N); 0 when not computed
   // Tweedie with the stopped network, NMSE over the CME's, per denoise_snr.
   std::vector<double> denoise_over_cme{};
   double seconds = 0;

@@ -94,7 +94,8 @@ Table runs_table(const ScoreStudyResults& results) {
 
 Table width_table(const ScoreStudyResults& results) {
   Table table({"m", "seed", "RMS f - f_lin at the end", "largest along the run",
-               "f: final error", "f_lin: final error", "f_lin: least error", "kernel regression"});
+               "f: final error", "f_lin: final error", "f_lin: least error", "kernel regression",
+               "NTK rank / n J N"});
   for (const ScoreRun& run : results.runs) {
     if (!run.unit.linearized) continue;
     double largest = 0, linear_least = INFINITY;
@@ -105,8 +106,10 @@ Table width_table(const ScoreStudyResults& results) {
     const ScorePoint& last = run.curve.back();
     table.add_row({std::to_string(run.unit.width), std::to_string(run.unit.seed),
                    error(last.distance), error(largest), error(last.score_error),
-                   error(last.linear_score_error), error(linear_least),
-                   error(run.kernel_error)});
+                   error(last.linear_score_error), error(linear_least), error(run.kernel_error),
+                   run.kernel_rank > 0 ? std::to_string(run.kernel_rank) + " / " +
+                                             std::to_string(run.train_rows * results.dim)
+                                       : "n/a"});
   }
   return table;
 }
@@ -287,6 +290,7 @@ nlohmann::json to_json(const ScoreStudyResults& results) {
                             {"best_error", run.best_error},
                             {"final_error", run.final_error},
                             {"kernel_error", run.kernel_error},
+                            {"kernel_rank", run.kernel_rank},
                             {"tweedie_over_cme", run.denoise_over_cme},
                             {"seconds", run.seconds},
                             {"curve", curve}});
