@@ -42,6 +42,9 @@ void register_score_study_command(CLI::App& app) {
   flags->add("--base-width", &Plan::base_width, "m of the sample-size sweep");
   flags->add("--draws", &Plan::draws, "J noise draws (t, eps) per sample: the noisy labels");
   flags->add("--activation", &Plan::activation, "relu or silu");
+  flags->add("--init", &Plan::init,
+             "symmetric (f = 0 at the start: half the units mirror the other half with A "
+             "negated) or gaussian (all weights independent)");
   flags->add("--time-features", &Plan::time_features, "E cosine features of t");
   flags->add("--lr", &Plan::lr, "learning rate of GD (and SGD)");
   flags->add("--iterations", &Plan::iterations, "GD iterations per run");

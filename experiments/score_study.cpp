@@ -236,6 +236,7 @@ ScoreRun run_unit(const ScoreStudyPlan& plan, const StudySetup& setup, const Sco
   options.dim = setup.gmm.dim;
   options.width = unit.width;
   options.activation = plan.activation;
+  options.init = plan.init;
   options.time_features = plan.time_features;
   options.steps = setup.schedule.T();
   Rng init_rng = rng.split(3), batch_rng = rng.split(4);
@@ -384,6 +385,12 @@ void ScoreStudyPlan::validate() const {
   require_list("widths", widths, 1, 1'000'000);
   require_range("base_samples", base_samples, 1, 10'000'000);
   require_range("base_width", base_width, 1, 1'000'000);
+  if (init == nn::TwoLayerInit::symmetric) {
+    for (int64_t m : widths)
+      if (m % 2 != 0) throw PlanError("widths", "the symmetric initialisation needs even widths");
+    if (base_width % 2 != 0)
+      throw PlanError("base_width", "the symmetric initialisation needs an even width");
+  }
   require_range("draws", draws, 1, 1'000'000);
   require_range("time_features", time_features, 0, 1024);
   require_finite("lr", lr, 0, false);

@@ -42,6 +42,12 @@ struct dpm::experiments::Choices<dpm::nn::TwoLayerActivation> {
       {{nn::TwoLayerActivation::relu, "relu"}, {nn::TwoLayerActivation::silu, "silu"}}};
 };
 
+template <>
+struct dpm::experiments::Choices<dpm::nn::TwoLayerInit> {
+  static constexpr std::array<std::pair<nn::TwoLayerInit, const char*>, 2> values{
+      {{nn::TwoLayerInit::symmetric, "symmetric"}, {nn::TwoLayerInit::gaussian, "gaussian"}}};
+};
+
 namespace dpm::experiments {
 
 enum class ScoreSweep { samples, width };
@@ -69,6 +75,8 @@ struct ScoreStudyPlan {
   int64_t base_width = 1024;   // m of the sample-size sweep
   int64_t draws = 4;           // J noise draws (t, eps) per sample
   nn::TwoLayerActivation activation = nn::TwoLayerActivation::relu;
+  // symmetric: GD starts from the zero function (nn/two_layer.hpp); gaussian: from a random one
+  nn::TwoLayerInit init = nn::TwoLayerInit::symmetric;
   int64_t time_features = 4;  // E
   double lr = 1.0;
   int64_t iterations = 4000;
@@ -96,6 +104,7 @@ struct ScoreStudyPlan {
     visit("base_width", plan.base_width);
     visit("draws", plan.draws);
     visit("activation", plan.activation);
+    visit("init", plan.init);
     visit("time_features", plan.time_features);
     visit("lr", plan.lr);
     visit("iterations", plan.iterations);

@@ -223,8 +223,8 @@ std::string markdown(const ScoreStudyResults& results) {
   md += "GMM " + results.gmm_source + ": N = " + std::to_string(results.dim) + ", K = " +
         std::to_string(results.components) + ", the paper's linear schedule with T = " +
         std::to_string(results.T) + ". Two-layer network (" + choice_name(plan.activation) +
-        ", " + std::to_string(plan.time_features) +
-        " time features) predicting eps, trained by " +
+        ", " + std::to_string(plan.time_features) + " time features, " + choice_name(plan.init) +
+        " initialisation) predicting eps, trained by " +
         (plan.batch == 0 ? std::string("full-batch GD")
                          : "SGD on minibatches of " + std::to_string(plan.batch)) +
         " with lr " + number(plan.lr, "%g") + " for " + std::to_string(plan.iterations) +

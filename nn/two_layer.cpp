@@ -20,7 +20,8 @@ nlohmann::json TwoLayerOptions::to_json() const {
           {"width", width},
           {"activation", activation == TwoLayerActivation::silu ? "silu" : "relu"},
           {"time_features", time_features},
-          {"steps", steps}};
+          {"steps", steps},
+          {"init", init == TwoLayerInit::symmetric ? "symmetric" : "gaussian"}};
 }
 
 TwoLayerOptions TwoLayerOptions::from_json(const nlohmann::json& config) {
@@ -34,6 +35,9 @@ TwoLayerOptions TwoLayerOptions::from_json(const nlohmann::json& config) {
                      : TwoLayerActivation::relu;
   o.time_features = reader.integer("time_features", o.time_features, 0);
   o.steps = reader.integer("steps", o.steps);
+  o.init = reader.choice("init", "gaussian", {"gaussian", "symmetric"}) == "symmetric"
+               ? TwoLayerInit::symmetric
+               : TwoLayerInit::gaussian;
   reader.finish();
   return o;
 }
@@ -57,6 +61,19 @@ TwoLayerNet::TwoLayerNet(const TwoLayerOptions& options, Rng& rng)
                             std::make_shared<Linear>(options.width, options.dim, rng, false));
   for (const Variable& parameter : {hidden_->weight(), hidden_->bias(), output_->weight()})
     fill_standard_normal(parameter, rng);
+  if (options.init == TwoLayerInit::symmetric) {
+    if (options.width % 2 != 0)
+      throw std::invalid_argument("TwoLayerNet: the symmetric initialisation needs an even width, "
+                                  "got " + std::to_string(options.width));
+    const int64_t half = options.width / 2, d = options.input_size();
+    float* w = hidden_->weight().data().data();
+    float* b = hidden_->bias().data().data();
+    float* a = output_->weight().data().data();
+    std::copy_n(w, half * d, w + half * d);
+    std::copy_n(b, half, b + half);
+    for (int64_t i = 0; i < options.dim; ++i)
+      for (int64_t r = 0; r < half; ++r) a[i * options.width + half + r] = -a[i * options.width + r];
+  }
 }
 
 Tensor TwoLayerNet::time_features(const std::vector<int64_t>& t) const {

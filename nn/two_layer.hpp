@@ -21,6 +21,11 @@
 namespace dpm::nn {
 
 enum class TwoLayerActivation { relu, silu };
+// gaussian: W, b, A all standard normal, so f(theta_0) is a random function of variance about
+// ||z||^2 / 2 per output. symmetric: the second half of the units copies the first half's W and b
+// with A negated, so f(theta_0) = 0 (up to rounding) while the tangent kernel keeps its law (the usual
+// device of NTK analyses for starting GD from the zero function); needs an even width.
+enum class TwoLayerInit { gaussian, symmetric };
 
 struct TwoLayerOptions {
   int64_t dim = 2;  // N
@@ -28,6 +33,7 @@ struct TwoLayerOptions {
   TwoLayerActivation activation = TwoLayerActivation::relu;
   int64_t time_features = 4;  // E
   int64_t steps = 300;        // T of the schedule the features are spread over
+  TwoLayerInit init = TwoLayerInit::gaussian;
 
   int64_t input_size() const { return dim + time_features; }  // N + E
   nlohmann::json to_json() const;  // {"arch": "two_layer", ...}

@@ -40,6 +40,8 @@ TEST_CASE("score-study plan: JSON round trip, validation naming the field", "[sc
   CHECK(field_of({{"activation", "tanh"}}) == "activation");
   CHECK(field_of({{"width", 3}}) == "width");  // unknown field
   CHECK(field_of({{"batch", 8}}) == "(accepted)");
+  CHECK(field_of({{"widths", {64, 65}}}) == "widths");  // odd: no symmetric initialisation
+  CHECK(field_of({{"widths", {64, 65}}, {"init", "gaussian"}}) == "(accepted)");
 }
 
 TEST_CASE("score-study units: both sweeps per seed, the shared run once, f_lin with GD only",

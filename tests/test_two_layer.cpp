@@ -83,6 +83,25 @@ TEST_CASE("the two-layer module is (1/sqrt(m)) A sigma(W [x; e(t)] + b)", "[two_
   }
 }
 
+TEST_CASE("the symmetric initialisation starts from the zero function", "[two_layer]") {
+  nn::TwoLayerOptions o = options(3, 64, TwoLayerActivation::silu);
+  o.init = nn::TwoLayerInit::symmetric;
+  Rng rng(8);
+  nn::TwoLayerNet net(o, rng);
+  const Batch b = batch(6, 3, 9);
+  const Tensor out = net.forward(Variable(b.x), b.t).data();
+  // Zero up to the GEMM's float rounding of sums of +-terms of size ~1.
+  for (int64_t i = 0; i < out.numel(); ++i) CHECK(std::abs(out.data()[i]) < 1e-5f);
+  // ... but not a zero network: its first GD step moves it.
+  const TwoLayerLinearization lin(net);
+  const auto in = lin.inputs(net.inputs(b.x, b.t));
+  std::vector<double> grad(lin.parameter_count(), 0.0);
+  lin.vjp(in, random_vector(18, 10), grad);
+  CHECK(max_abs_difference(lin.jvp(in, grad), std::vector<double>(18, 0.0)) > 0.1);
+  o.width = 63;
+  CHECK_THROWS_WITH(nn::TwoLayerNet(o, rng), Catch::Contains("even width"));
+}
+
 TEST_CASE("the two-layer module rebuilds from its config and rejects bad ones", "[two_layer]") {
   Rng rng(1);
   nn::TwoLayerNet net(options(4, 32, TwoLayerActivation::silu), rng);
