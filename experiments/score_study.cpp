@@ -62,8 +62,7 @@ datasets::Gmm study_gmm(const ScoreStudyPlan& plan, std::string& source) {
   double trace = 0;
   for (int64_t i = 0; i < raw.dim; ++i) trace += covariance[i * raw.dim + i];
   normalization.scale = std::sqrt(trace / static_cast<double>(raw.dim));
-  source = "random (N = " + std::to_string(plan.dim) + ", K = " +
-           std::to_string(plan.components) + ", seed " + std::to_string(plan.gmm_seed) + ")";
+  source = "the paper's random GMM (seed " + std::to_string(plan.gmm_seed) + ", normalised)";
   return normalization.apply(raw);
 }
 

@@ -169,7 +169,7 @@ struct LogLogFit {
 
 struct ScoreStudyResults {
   ScoreStudyPlan plan;  // as given (the run's config)
-  std::string gmm_source;  // the file, or "random (N = 4, K = 8, seed 0)"
+  std::string gmm_source;  // the file, or "the paper's random GMM (seed 0, normalised)"
   int64_t dim = 0, components = 0, T = 0;
   // E ||eps - eps*||^2 / N over the error set: the DSM risk of eps* itself, the floor of every
   // held-out risk (the label noise).
