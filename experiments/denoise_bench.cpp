@@ -110,6 +110,17 @@ void warn_unnormalised(double power, report::Progress& progress) {
                 "--sample` data set)");
 }
 
+// A NaN or infinite NMSE shows as "n/a" in the tables: say which, so that a diverged reverse run
+// is not mistaken for a missing row.
+void warn_non_finite(const std::vector<DenoiseBenchEntry>& entries, report::Progress& progress) {
+  for (const DenoiseBenchEntry& e : entries)
+    if (!std::isfinite(e.nmse))
+      progress.warn(e.estimator + (e.predictor.empty() ? "" : " with the " + e.predictor) +
+                    " at " + report::number(e.snr_db, "%g") +
+                    " dB: the NMSE is not finite (some estimates are NaN or infinite: the reverse "
+                    "run diverged for at least one sample)");
+}
+
 // The state the units of one run share: the test rows and their noise seed, and the
 // predictors, each built once.
 struct Bench {
@@ -370,6 +381,7 @@ DenoiseBenchResults run(const DenoiseBenchPlan& given, report::Progress& progres
     progress.advance(unit.stage());
   }
   progress.finish();
+  warn_non_finite(results.nmse, progress);
   if (plan.runs(DenoiseBenchPart::resampling))
     results.resampling =
         resampling_rows(bench.resampling_source.empty() ? results.nmse : bench.resampling_source,
