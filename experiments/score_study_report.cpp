@@ -92,21 +92,25 @@ Table runs_table(const ScoreStudyResults& results) {
   return table;
 }
 
+double least_linear_error(const ScoreRun& run) {
+  double least = INFINITY;
+  for (const ScorePoint& p : run.curve) least = std::min(least, p.linear_score_error);
+  return least;
+}
+
 Table width_table(const ScoreStudyResults& results) {
   Table table({"m", "seed", "RMS f - f_lin at the end", "largest along the run",
                "f: final error", "f_lin: final error", "f_lin: least error", "kernel regression",
                "NTK rank / n J N"});
   for (const ScoreRun& run : results.runs) {
     if (!run.unit.linearized) continue;
-    double largest = 0, linear_least = INFINITY;
-    for (const ScorePoint& p : run.curve) {
-      largest = std::max(largest, p.distance);
-      linear_least = std::min(linear_least, p.linear_score_error);
-    }
+    double largest = 0;
+    for (const ScorePoint& p : run.curve) largest = std::max(largest, p.distance);
     const ScorePoint& last = run.curve.back();
     table.add_row({std::to_string(run.unit.width), std::to_string(run.unit.seed),
                    error(last.distance), error(largest), error(last.score_error),
-                   error(last.linear_score_error), error(linear_least), error(run.kernel_error),
+                   error(last.linear_score_error), error(least_linear_error(run)),
+                   error(run.kernel_error),
                    run.kernel_rank > 0 ? std::to_string(run.kernel_rank) + " / " +
                                              std::to_string(run.train_rows * results.dim)
                                        : "n/a"});
@@ -114,61 +118,40 @@ Table width_table(const ScoreStudyResults& results) {
   return table;
 }
 
-std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& results) {
+const std::string kErrorLabel = "set ylabel 'exact score error E||f - eps*||^2 / N'\n";
+
+// The sample-size sweep: the error along GD per n (seed 0) with the rule's stops, the base run's
+// losses, and the stopped and oracle-best errors against n with the fitted line.
+std::vector<Plot> sample_plots(const fs::path& dir, const ScoreStudyResults& results) {
   const ScoreStudyPlan& plan = results.plan;
-  std::vector<Curve> by_iteration, distances, samples_curves(3), width_curves(1),
-      width_errors{{"network, stopped by the rule", "points pt 7", {}},
-                   {"network, oracle-best", "points pt 6", {}},
-                   {"f_lin, least along the run", "points pt 4", {}},
-                   {"kernel regression (GD limit of f_lin)", "points pt 2", {}}};
-  samples_curves[0] = {"stopped by the rule", "points pt 7", {}};
-  samples_curves[1] = {"oracle-best", "points pt 6", {}};
-  samples_curves[2] = {"fit", "lines dt 2", {}};
-  width_curves[0] = {"at the last iteration", "points pt 7", {}};
+  std::vector<Curve> by_iteration, samples_curves{{"stopped by the rule", "points pt 7", {}},
+                                                  {"oracle-best", "points pt 6", {}},
+                                                  {"fit", "lines dt 2", {}}};
   Curve stops{"stopped by the rule", "points pt 7 ps 1.5", {}};
   const ScoreRun* base = nullptr;
   for (const ScoreRun& run : results.runs) {
     const ScoreStudyUnit& u = run.unit;
-    if (u.width == plan.base_width && u.samples == plan.base_samples && u.seed == 0) base = &run;
-    if (u.width == plan.base_width) {
-      samples_curves[0].xy.emplace_back(u.samples, run.stopped_error);
-      samples_curves[1].xy.emplace_back(u.samples, run.best_error);
-    }
-    if (u.linearized) {
-      width_curves[0].xy.emplace_back(u.width, run.curve.back().distance);
-      double linear_least = INFINITY;
-      for (const ScorePoint& p : run.curve) linear_least = std::min(linear_least, p.linear_score_error);
-      width_errors[0].xy.emplace_back(u.width, run.stopped_error);
-      width_errors[1].xy.emplace_back(u.width, run.best_error);
-      width_errors[2].xy.emplace_back(u.width, linear_least);
-      width_errors[3].xy.emplace_back(u.width, run.kernel_error);
-    }
+    if (u.width != plan.base_width) continue;
+    if (u.samples == plan.base_samples && u.seed == 0) base = &run;
+    samples_curves[0].xy.emplace_back(u.samples, run.stopped_error);
+    samples_curves[1].xy.emplace_back(u.samples, run.best_error);
     if (u.seed != 0) continue;
-    if (u.width == plan.base_width) {
-      Curve curve{"n = " + std::to_string(u.samples), "lines", {}};
-      for (const ScorePoint& p : run.curve)
-        if (p.iteration > 0) curve.xy.emplace_back(p.iteration, p.score_error);
-      by_iteration.push_back(std::move(curve));
-      stops.xy.emplace_back(run.stopped_iteration, run.stopped_error);
-    }
-    if (u.linearized) {
-      Curve curve{"m = " + std::to_string(u.width), "lines", {}};
-      for (const ScorePoint& p : run.curve)
-        if (p.iteration > 0) curve.xy.emplace_back(p.iteration, p.distance);
-      distances.push_back(std::move(curve));
-    }
+    Curve curve{"n = " + std::to_string(u.samples), "lines", {}};
+    for (const ScorePoint& p : run.curve)
+      if (p.iteration > 0) curve.xy.emplace_back(p.iteration, p.score_error);
+    by_iteration.push_back(std::move(curve));
+    stops.xy.emplace_back(run.stopped_iteration, run.stopped_error);
   }
   by_iteration.push_back(std::move(stops));
   const LogLogFit& fit = results.samples_fit;
   for (const int64_t n : plan.samples)
     samples_curves[2].xy.emplace_back(n, std::exp(fit.intercept + fit.slope * std::log(n)));
-  const std::string error_label = "set ylabel 'exact score error E||f - eps*||^2 / N'\n";
   std::vector<Plot> plots;
   plots.push_back(curve_plot(dir, "error_vs_iterations",
                              "set title 'Exact score error along GD (m = " +
                                  std::to_string(plan.base_width) +
                                  ", seed 0)'\nset xlabel 'iteration'\nset logscale xy\n" +
-                                 error_label,
+                                 kErrorLabel,
                              by_iteration));
   if (base) {
     std::vector<Curve> losses{{"empirical DSM risk", "lines", {}},
@@ -191,28 +174,50 @@ std::vector<Plot> make_plots(const fs::path& dir, const ScoreStudyResults& resul
   plots.push_back(curve_plot(dir, "error_vs_samples",
                              "set title 'Score error against the sample size (slope " +
                                  number(fit.slope, "%.3f") +
-                                 ")'\nset xlabel 'n'\nset logscale xy\n" + error_label,
+                                 ")'\nset xlabel 'n'\nset logscale xy\n" + kErrorLabel,
                              samples_curves));
-  if (!distances.empty()) {
-    plots.push_back(curve_plot(dir, "distance_vs_width",
-                               "set title 'GD on the network against GD on f_lin (slope " +
-                                   number(results.width_fit.slope, "%.3f") +
-                                   ")'\nset xlabel 'm'\nset logscale xy\nset ylabel "
-                                   "'RMS ||f - f_lin||'\n",
-                               width_curves));
-    plots.push_back(curve_plot(dir, "error_vs_width",
-                               "set title 'Exact score error against the width (n = " +
-                                   std::to_string(plan.base_samples) +
-                                   ")'\nset xlabel 'm'\nset logscale xy\n" + error_label,
-                               width_errors));
-    plots.push_back(curve_plot(dir, "distance_vs_iterations",
-                               "set title '||f - f_lin|| along GD (n = " +
-                                   std::to_string(plan.base_samples) +
-                                   ", seed 0)'\nset xlabel 'iteration'\nset logscale xy\n"
-                                   "set ylabel 'RMS ||f - f_lin||'\n",
-                               distances));
-  }
   return plots;
+}
+
+// The width sweep: f - f_lin at the end against m and along GD (seed 0), and the errors against m.
+std::vector<Plot> width_plots(const fs::path& dir, const ScoreStudyResults& results) {
+  const ScoreStudyPlan& plan = results.plan;
+  std::vector<Curve> distances, width_curves{{"at the last iteration", "points pt 7", {}}},
+      width_errors{{"network, stopped by the rule", "points pt 7", {}},
+                   {"network, oracle-best", "points pt 6", {}},
+                   {"f_lin, least along the run", "points pt 4", {}},
+                   {"kernel regression (GD limit of f_lin)", "points pt 2", {}}};
+  for (const ScoreRun& run : results.runs) {
+    const ScoreStudyUnit& u = run.unit;
+    if (!u.linearized) continue;
+    width_curves[0].xy.emplace_back(u.width, run.curve.back().distance);
+    width_errors[0].xy.emplace_back(u.width, run.stopped_error);
+    width_errors[1].xy.emplace_back(u.width, run.best_error);
+    width_errors[2].xy.emplace_back(u.width, least_linear_error(run));
+    width_errors[3].xy.emplace_back(u.width, run.kernel_error);
+    if (u.seed != 0) continue;
+    Curve curve{"m = " + std::to_string(u.width), "lines", {}};
+    for (const ScorePoint& p : run.curve)
+      if (p.iteration > 0) curve.xy.emplace_back(p.iteration, p.distance);
+    distances.push_back(std::move(curve));
+  }
+  if (distances.empty()) return {};
+  return {curve_plot(dir, "distance_vs_width",
+                     "set title 'GD on the network against GD on f_lin (slope " +
+                         number(results.width_fit.slope, "%.3f") +
+                         ")'\nset xlabel 'm'\nset logscale xy\nset ylabel 'RMS ||f - f_lin||'\n",
+                     width_curves),
+          curve_plot(dir, "error_vs_width",
+                     "set title 'Exact score error against the width (n = " +
+                         std::to_string(plan.base_samples) +
+                         ")'\nset xlabel 'm'\nset logscale xy\n" + kErrorLabel,
+                     width_errors),
+          curve_plot(dir, "distance_vs_iterations",
+                     "set title '||f - f_lin|| along GD (n = " +
+                         std::to_string(plan.base_samples) +
+                         ", seed 0)'\nset xlabel 'iteration'\nset logscale xy\n"
+                         "set ylabel 'RMS ||f - f_lin||'\n",
+                     distances)};
 }
 
 }  // namespace
@@ -329,7 +334,9 @@ Written write(const ScoreStudyResults& results, const fs::path& dir) {
             "sweep,n,m,seed,iteration,train_loss,heldout_loss,score_error,linear_train_loss,"
             "linear_score_error,distance",
             curves);
-  written.plots = render_plots(make_plots(dir, results), dir, "score-study");
+  std::vector<Plot> plots = sample_plots(dir, results);
+  for (Plot& plot : width_plots(dir, results)) plots.push_back(std::move(plot));
+  written.plots = render_plots(plots, dir, "score-study");
   return written;
 }
 
