@@ -15,6 +15,7 @@
 #include "diffusion/jacobian.hpp"
 #include "diffusion/oracle_jacobian.hpp"
 #include "diffusion/sampler.hpp"
+#include "diffusion/step_norms.hpp"
 #include "experiments/report/format.hpp"
 #include "nn/lipschitz/singular_values.hpp"
 
@@ -199,8 +200,8 @@ struct StepContext {
 
 // The pairwise ratios of step s: all pairs of points, and each point against x + delta v along its
 // measured top direction for either map (one batched call for both).
-void measure_pairs(const StepContext& c, const DoubleBatch& points,
-                   const std::vector<lipschitz::TopSingularValues>& norms, StepAudit& s) {
+void measure_pairs(const StepContext& c, const DoubleBatch& points, const StepJacobianNorms& norms,
+                   StepAudit& s) {
   const Schedule& schedule = c.network.schedule();
   const int64_t n = c.in.sample_shape.numel(), t = s.t;
   const std::vector<double> eps = c.network.predict_eps(points, t).values;
@@ -213,9 +214,9 @@ void measure_pairs(const StepContext& c, const DoubleBatch& points,
     const double delta =
         kNearbySeparation * std::max(row_norm(points.values.data() + i * n, n), 1.0);
     for (int64_t e = 0; e < n; ++e) {
-      shifted[i * n + e] = points.values[i * n + e] + delta * norms[0].direction[i * n + e];
+      shifted[i * n + e] = points.values[i * n + e] + delta * norms.eps.direction[i * n + e];
       shifted[(rows + i) * n + e] =
-          points.values[i * n + e] + delta * norms[1].direction[i * n + e];
+          points.values[i * n + e] + delta * norms.mean.direction[i * n + e];
     }
   }
   const DoubleBatch shifted_batch = batch_of(shifted, 2 * rows, c.in.sample_shape);
@@ -257,24 +258,19 @@ StepAudit audit_step(const StepContext& c, int64_t t) {
   s.certified_mean = c.certified.available ? c.certified.mean[t] : kNaN;
 
   Rng noise = c.root.split(static_cast<uint64_t>(t));
-  std::vector<double> xt(c.x0.size());
-  const double signal = std::sqrt(s.abar), spread = std::sqrt(1.0 - s.abar);
-  for (size_t e = 0; e < xt.size(); ++e) xt[e] = signal * c.x0[e] + spread * noise.normal();
+  const std::vector<double> xt = noisy_points(schedule, t, c.x0, noise);
   const DoubleBatch points =
       batch_of(first_rows(xt, c.plan.samples, n), c.plan.samples, c.in.sample_shape);
 
-  // The network: eps and mu = a I + b J_eps measured in one subspace.
-  const double a = 1.0 / std::sqrt(s.alpha), b = -s.beta / std::sqrt(1.0 - s.abar) * a;
-  NetworkEpsJacobian jacobian(c.network, t, points);
+  // The network: eps and mu measured in one subspace.
   lipschitz::KrylovSettings krylov = norm_settings(c.plan, static_cast<int>(c.plan.max_iterations));
   krylov.seed = noise.next_u64();
-  const std::vector<lipschitz::TopSingularValues> norms = lipschitz::top_singular_values(
-      jacobian, {lipschitz::AffineCombination{}, lipschitz::AffineCombination{a, b}}, krylov);
-  s.empirical_eps = PointStatistics::of(norms[0].sigma);
-  s.empirical_mean = PointStatistics::of(norms[1].sigma);
-  s.eps_converged = norms[0].converged_count();
-  s.mean_converged = norms[1].converged_count();
-  s.iterations = norms[0].iterations;
+  const StepJacobianNorms norms = measure_step_norms(c.network, t, points, krylov);
+  s.empirical_eps = PointStatistics::of(norms.eps.sigma);
+  s.empirical_mean = PointStatistics::of(norms.mean.sigma);
+  s.eps_converged = norms.eps.converged_count();
+  s.mean_converged = norms.mean.converged_count();
+  s.iterations = norms.eps.iterations;
   measure_pairs(c, points, norms, s);
   if (c.in.oracle) measure_exact_step(c, xt, s);
   return s;
