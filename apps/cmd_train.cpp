@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,11 +19,15 @@
 #include "autograd/progress_line.hpp"
 #include "datasets/data_files.hpp"
 #include "datasets/data_loader.hpp"
+#include "datasets/gmm.hpp"
+#include "diffusion/oracle.hpp"
 #include "datasets/idx.hpp"
+#include "experiments/training_report.hpp"
 #include "datasets/image_folder.hpp"
 #include "nn/lipschitz/spectral_scan.hpp"
 #include "nn/noise_model.hpp"
 #include "trainers/dpm_training.hpp"
+#include "trainers/jacobian_tracker.hpp"
 #include "trainers/spectral_tracker.hpp"
 
 namespace dpm::cli {
@@ -33,7 +39,7 @@ struct TrainArgs {
   int64_t max_samples = 0;
   DiffusionFlags diffusion;
   std::string arch, loss, resume;
-  int64_t batch = 0, epochs = 0, max_steps = 0, track_spectral = 0;
+  int64_t batch = 0, epochs = 0, max_steps = 0, track_spectral = 0, track_jacobian = 0;
   double lr = 0, max_minutes = 0, ema = 0;
 };
 
@@ -150,18 +156,6 @@ train::DpmTrainingConfig build_config(const CLI::App* command, const TrainArgs& 
   return config;
 }
 
-// Sets the model config's data-dependent fields (N, channels) from the data, and a two-layer
-// net's T from the schedule.
-void fit_model_to_data(train::DpmTrainingConfig& config, const Shape& model_shape) {
-  const std::string arch = config.model.value("arch", "");
-  if (nn::takes_flat_vectors(config.model))
-    config.model["dim"] = model_shape.numel();
-  if (arch == "two_layer")  // its time features span the schedule's T steps
-    config.model["steps"] = diffusion::Schedule::from_json(config.schedule).T();
-  else if (arch == "unet1d" || arch == "unet2d")
-    config.model["data_channels"] = model_shape[0];
-}
-
 // Single-quotes a shell word unless it is plain.
 std::string shell_word(const std::string& word) {
   if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -183,13 +177,61 @@ std::string resume_command(const CLI::App* command, const TrainArgs& args, const
          shell_word((dir / "resume.safetensors").string()) + " --out " + shell_word(out);
 }
 
+// The trackers the flags ask for. The Jacobian tracker's probe points come from the validation
+// samples (else the training ones), and its exact values from the data directory's GMM, if any.
+std::function<std::vector<std::shared_ptr<train::Callback>>(const std::shared_ptr<nn::NoiseModel>&,
+                                                            const diffusion::Objective&)>
+tracker_callbacks(const TrainArgs& args, const train::DpmTrainingConfig& config,
+                  const TrainData& data) {
+  namespace fs = std::filesystem;
+  std::optional<train::SpectralTrackerOptions> spectral;
+  if (args.track_spectral > 0) {
+    spectral.emplace();
+    spectral->every = args.track_spectral;
+    const int64_t T = config.schedule.value("T", int64_t{300});
+    spectral->scan.time_grid =
+        lipschitz::uniform_time_grid(T, static_cast<int>(std::min<int64_t>(16, T)));
+    spectral->seed = config.trainer.seed;
+  }
+  std::optional<train::JacobianTrackerOptions> jacobian;
+  std::shared_ptr<datasets::Gmm> gmm;
+  if (args.track_jacobian > 0) {
+    if (args.track_jacobian % config.trainer.log_every != 0)
+      throw CLI::ValidationError(
+          "--track-jacobian", std::to_string(args.track_jacobian) +
+                                  " is not a multiple of the metrics interval log_every = " +
+                                  std::to_string(config.trainer.log_every) +
+                                  " (a scan is logged on a metrics line)");
+    jacobian.emplace();
+    jacobian->every = args.track_jacobian;
+    jacobian->seed = config.trainer.seed;
+    const fs::path gmm_file = fs::path(args.data) / datasets::kGmmFileName;
+    if (fs::is_directory(args.data) && fs::exists(gmm_file))
+      gmm = std::make_shared<datasets::Gmm>(datasets::load_gmm(gmm_file.string()));
+  }
+  const Tensor clean = data.val.defined() ? data.val : data.train;
+  return [spectral, jacobian, gmm, clean](const std::shared_ptr<nn::NoiseModel>& model,
+                                          const diffusion::Objective& objective) {
+    std::vector<std::shared_ptr<train::Callback>> callbacks;
+    if (spectral) callbacks.push_back(std::make_shared<train::SpectralTracker>(*model, *spectral));
+    if (jacobian) {
+      std::optional<diffusion::GmmOracle> oracle;
+      if (gmm) oracle.emplace(*gmm, objective.schedule());
+      callbacks.push_back(std::make_shared<train::JacobianTracker>(
+          model, objective.schedule(), objective.options().target, clean, *jacobian,
+          oracle ? &*oracle : nullptr));
+    }
+    return callbacks;
+  };
+}
+
 void run_train(const CLI::App* command, TrainArgs& args) {
   train::DpmTrainingConfig config = build_config(command, args);
   args.common.out = config.trainer.out_dir;
   TrainData data = load_train_data(args, config.trainer.seed);
   std::vector<int64_t> sample_dims = data.describe["sample_shape"].get<std::vector<int64_t>>();
   const Shape model_shape = model_shape_for(config.model.value("arch", ""), Shape(sample_dims));
-  fit_model_to_data(config, model_shape);
+  train::fit_model_to_data(config, model_shape);
   // A bad model config is a usage error, found before any data is touched by the trainer.
   as_usage_error(flag_given(command, "--arch") ? "--arch" : "--config", [&] {
     Rng rng(0);
@@ -207,18 +249,7 @@ void run_train(const CLI::App* command, TrainArgs& args) {
 
   train::DpmTrainingExtras extras;
   extras.checkpoint_metadata = {{datasets::kTrainingDataMetadataKey, data.describe.dump()}};
-  if (args.track_spectral > 0) {
-    train::SpectralTrackerOptions tracker;
-    tracker.every = args.track_spectral;
-    const int64_t T = config.schedule.value("T", int64_t{300});
-    tracker.scan.time_grid =
-        lipschitz::uniform_time_grid(T, static_cast<int>(std::min<int64_t>(16, T)));
-    tracker.seed = config.trainer.seed;
-    extras.model_callbacks = [tracker](nn::NoiseModel& model) {
-      return std::vector<std::shared_ptr<train::Callback>>{
-          std::make_shared<train::SpectralTracker>(model, tracker)};
-    };
-  }
+  extras.model_callbacks = tracker_callbacks(args, config, data);
   std::printf(
       "dpmlab train: %s on %lld training and %lld validation samples of shape %s from %s; "
       "schedule %s; objective %s; writing into %s\n",
@@ -245,6 +276,14 @@ void run_train(const CLI::App* command, TrainArgs& args) {
   std::printf("Wrote %s (the best model), %s, %s and %s.\n", (out / "best.safetensors").c_str(),
               (out / "resume.safetensors").c_str(), (out / "metrics.jsonl").c_str(),
               (out / "config.used.json").c_str());
+  if (std::filesystem::exists(out / "metrics.jsonl")) {
+    const experiments::report::Written report = experiments::report::write(
+        experiments::read_training_metrics(out / "metrics.jsonl"), out / "report");
+    std::printf("Wrote the training report %s (%zu plots; `dpmlab training-report %s` renders it "
+                "again, also mid-run).\n",
+                (out / "report" / "training.md").c_str(), report.plots.size(),
+                shell_word(args.common.out).c_str());
+  }
   if (r.reason == train::StopReason::interrupted)
     std::printf("Interrupted: the state is saved. Resume with:\n  %s\n",
                 resume_command(command, args, args.common.out).c_str());
@@ -296,6 +335,12 @@ void register_train_command(CLI::App& app) {
   train
       ->add_option("--track-spectral", args->track_spectral,
                    "scan every layer's spectral norm every K steps into metrics.jsonl (0: off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
+  train
+      ->add_option("--track-jacobian", args->track_jacobian,
+                   "measure the empirical Lipschitz constants of mu_theta(., t) and "
+                   "eps_theta(., t) at the steps of -10, 0, 10 and 20 dB every K steps into "
+                   "metrics.jsonl (a multiple of the metrics interval; 0: off)")
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
   train->add_option("--resume", args->resume, "continue from a resume.safetensors")
       ->check(CLI::ExistingFile);

@@ -22,5 +22,6 @@ void register_bound_command(CLI::App& app);          // dpmlab bound
 void register_inverse_bench_command(CLI::App& app);  // dpmlab inverse-bench
 void register_restore_command(CLI::App& app);        // dpmlab restore
 void register_score_study_command(CLI::App& app);    // dpmlab score-study
+void register_training_report_command(CLI::App& app);  // dpmlab training-report
 
 }  // namespace dpm::cli

@@ -142,7 +142,8 @@ TEST_CASE("every subcommand has --help with an example", "[cli]") {
   }
   for (const char* command :
        {"model summary", "model init", "model check", "demo", "gmm make", "gmm fit", "gmm cme",
-        "train", "sample", "denoise-bench", "inverse-bench", "restore", "score-study"}) {
+        "train", "sample", "denoise-bench", "inverse-bench", "restore", "score-study",
+        "training-report"}) {
     INFO(command);
     CHECK(seen.count(command) == 1);
   }
@@ -200,6 +201,8 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"score-study --quick --batch 1000", "--batch"},
       {"score-study --quick --activation tanh", "--activation"},
       {"score-study --quick --gmm gmm/data.safetensors", "--gmm"},
+      {"train --data gmm --track-jacobian 30", "--track-jacobian"},  // not a multiple of 50
+      {"training-report no-such-run", "RUN"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);

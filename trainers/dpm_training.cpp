@@ -207,6 +207,15 @@ DpmTrainingConfig DpmTrainingConfig::from_json(const nlohmann::json& config) {
   return c;
 }
 
+void fit_model_to_data(DpmTrainingConfig& config, const Shape& model_shape) {
+  const std::string arch = config.model.value("arch", "");
+  if (nn::takes_flat_vectors(config.model)) config.model["dim"] = model_shape.numel();
+  if (arch == "two_layer")
+    config.model["steps"] = diffusion::Schedule::from_json(config.schedule).T();
+  else if (arch == "unet1d" || arch == "unet2d")
+    config.model["data_channels"] = model_shape[0];
+}
+
 DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train_data,
                             const Tensor& val_data,
                             const std::vector<std::shared_ptr<Callback>>& callbacks,
@@ -253,7 +262,7 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
                   options);
   for (const auto& callback : callbacks) trainer.add_callback(callback);
   if (extras.model_callbacks)
-    for (const auto& callback : extras.model_callbacks(*model)) trainer.add_callback(callback);
+    for (const auto& callback : extras.model_callbacks(model, *objective)) trainer.add_callback(callback);
   if (config.objective.importance_sampling)
     trainer.add_callback(std::make_shared<ImportanceSamplerState>(objective));
   if (!config.resume_from.empty()) trainer.resume(config.resume_from);

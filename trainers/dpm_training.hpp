@@ -72,13 +72,21 @@ struct DpmTrainingOutput {
 
 // What a caller adds to a run beyond its config (so none of it is in the config's JSON).
 struct DpmTrainingExtras {
-  // Called once with the freshly built model; the callbacks it returns are added like
-  // `callbacks`. For trackers that need the model, e.g. a SpectralTracker.
-  std::function<std::vector<std::shared_ptr<Callback>>(nn::NoiseModel& model)> model_callbacks;
+  // Called once with the freshly built model and its objective (schedule, target); the callbacks
+  // it returns are added like `callbacks`. For trackers that need the model, e.g. a
+  // SpectralTracker or a JacobianTracker.
+  std::function<std::vector<std::shared_ptr<Callback>>(
+      const std::shared_ptr<nn::NoiseModel>& model, const diffusion::Objective& objective)>
+      model_callbacks;
   // Stored in every checkpoint beside the entries train_dpm writes (e.g. how the data were
   // normalised, for whoever samples from the checkpoint). A key train_dpm writes is rejected.
   std::map<std::string, std::string> checkpoint_metadata;
 };
+
+// Sets the model config's data-dependent fields from one sample's shape as the model takes it
+// (model_shape): an MLP's or two-layer net's dim, a U-Net's data_channels, and a two-layer net's
+// steps (the schedule's T, which its time features span).
+void fit_model_to_data(DpmTrainingConfig& config, const Shape& model_shape);
 
 // Trains on train_data [n, ...] (the shape the model takes), validating on val_data (may be
 // undefined: then no early stopping). Callbacks (trackers) are added to the trainer before it

@@ -19,7 +19,13 @@ const lipschitz::ScanResult& SpectralTracker::scan(int64_t step) {
 
 void SpectralTracker::on_step(const StepInfo& info, nlohmann::json& record) {
   if (info.step % options_.every == 0) scan(info.step);
-  if (info.logging) record.update(metrics());
+  if (!info.logging || !last_) return;
+  record.update(metrics());
+  if (types_logged_) return;
+  nlohmann::json types = nlohmann::json::object();
+  for (const auto& layer : last_->layers) types[layer.name] = layer.type;
+  record["layer_type"] = std::move(types);
+  types_logged_ = true;
 }
 
 nlohmann::json SpectralTracker::metrics() const {

@@ -6,6 +6,8 @@
 //   "spectral_step": 1200, "sigma": {"in_proj": 3.1, "blocks.0.fc1": 2.7, ...},
 //   "lipschitz_bound": 812.5,                            (absent when the model has none)
 //   "batchnorm_factor": {...}, "film_factor": {"down.0.blocks.0.film": [min, max], ...}
+// and the first such line of a process also "layer_type": {"in_proj": "Linear", ...}, so that a
+// report can group the layers by kind.
 // The vectors are its resume state, so a resumed run continues warm and bitwise like an
 // uninterrupted one (scans happen at the same steps: multiples of `every`).
 #include <cstdint>
@@ -47,6 +49,7 @@ class SpectralTracker : public Callback {
   lipschitz::SpectralState state_;
   std::optional<lipschitz::ScanResult> last_;
   int64_t last_step_ = 0;
+  bool types_logged_ = false;
 };
 
 }  // namespace dpm::train
