@@ -23,5 +23,6 @@ void register_inverse_bench_command(CLI::App& app);  // dpmlab inverse-bench
 void register_restore_command(CLI::App& app);        // dpmlab restore
 void register_score_study_command(CLI::App& app);    // dpmlab score-study
 void register_training_report_command(CLI::App& app);  // dpmlab training-report
+void register_objective_study_command(CLI::App& app);  // dpmlab objective-study
 
 }  // namespace dpm::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   dpm::cli::register_restore_command(app);
   dpm::cli::register_score_study_command(app);
   dpm::cli::register_training_report_command(app);
+  dpm::cli::register_objective_study_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

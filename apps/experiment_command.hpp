@@ -4,6 +4,7 @@
 // what was written. A PlanError of the run (a file that does not fit the plan) is a usage error
 // naming the flag.
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "apps/common.hpp"
@@ -15,11 +16,15 @@ namespace dpm::cli {
 // `label` names the progress line ("bound") and `unit` what it counts ("bounds"). run(plan,
 // progress) and write(results, dir) are the experiment's own, found by the namespace of its Plan
 // and Results (dpm::experiments): include the experiment's header and its report's.
+// `complete`, when given, fills plan fields that default to something of the common flags (e.g.
+// a directory under --out) before the run.
 template <typename Plan>
 void run_experiment(const FlagTable<Plan>& flags, const std::string& label,
-                    const std::string& unit) {
-  const Plan plan = flags.plan();
+                    const std::string& unit,
+                    const std::function<void(Plan&, const CommonArgs&)>& complete = {}) {
+  Plan plan = flags.plan();
   const CommonArgs& common = flags.common();
+  if (complete) complete(plan, common);
   start_run(common);
   experiments::report::TerminalProgress progress(label, unit, common.quiet ? nullptr : stderr);
   const auto results = flags.usage_errors([&] { return run(plan, progress); });

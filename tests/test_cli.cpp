@@ -143,7 +143,7 @@ TEST_CASE("every subcommand has --help with an example", "[cli]") {
   for (const char* command :
        {"model summary", "model init", "model check", "demo", "gmm make", "gmm fit", "gmm cme",
         "train", "sample", "denoise-bench", "inverse-bench", "restore", "score-study",
-        "training-report"}) {
+        "training-report", "objective-study"}) {
     INFO(command);
     CHECK(seen.count(command) == 1);
   }
@@ -203,6 +203,10 @@ TEST_CASE("usage errors exit with code 2 and name the flag", "[cli]") {
       {"score-study --quick --gmm gmm/data.safetensors", "--gmm"},
       {"train --data gmm --track-jacobian 30", "--track-jacobian"},  // not a multiple of 50
       {"training-report no-such-run", "RUN"},
+      {"objective-study --steps 10", "--data"},
+      {"objective-study --data no-such-dir", "--data"},
+      {"objective-study --data gmm --objectives simple,elbo", "--objectives"},
+      {"objective-study --data gmm --track-every 30", "--track-every"},
   };
   for (const auto& [arguments, flag] : cases) {
     Run run = dpmlab(tmp.path, arguments);
