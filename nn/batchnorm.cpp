@@ -22,8 +22,9 @@ BatchNorm::BatchNorm(int64_t num_features, float eps, float momentum)
 }
 
 Variable BatchNorm::forward(const Variable& x) {
-  Variable y =
-      batch_norm(x, running_mean_, running_var_, weight_, bias_, is_training(), momentum_, eps_);
+  // The reducer only in training: eval normalises with the running statistics, no collective.
+  Variable y = batch_norm(x, running_mean_, running_var_, weight_, bias_, is_training(), momentum_,
+                          eps_, is_training() ? reduce_ : StatisticsReducer());
   if (is_training()) num_batches_tracked_.data()[0] += 1.0f;
   return trace_output(*this, y);
 }

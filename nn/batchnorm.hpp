@@ -6,6 +6,19 @@
 //
 // num_batches_tracked is a float tensor of shape [] (Tensor is float-only; PyTorch stores an
 // int64): exact up to 2^24 batches, and a checkpoint converter must cast it.
+//
+// Data-parallel training (PyTorch's SyncBatchNorm): set_statistics_reducer(reduce) with a
+// reducer that sums over the processes of the group (an MPI all-reduce; see StatisticsReducer in
+// autograd/ops/norm.hpp) makes training forward normalise with the whole group's batch
+// statistics, update the running ones with them (identical on every process), and makes backward
+// exact for the group's batch. Each training forward and each backward through it is then a
+// collective (one reduce call each): every process must run them in step. Eval mode uses the
+// running statistics and never calls the reducer. The weight and bias gradients stay
+// per-process; the trainer all-reduces them with the other parameters. An empty reducer (the
+// default) means per-process statistics.
+#include <utility>
+
+#include "autograd/ops/norm.hpp"
 #include "nn/layer.hpp"
 
 namespace dpm::nn {
@@ -25,9 +38,14 @@ class BatchNorm : public Layer {
   Tensor running_var() const { return running_var_; }
   Tensor num_batches_tracked() const { return num_batches_tracked_; }
 
+  // Empty: per-process statistics (the default). Not part of the state dict.
+  void set_statistics_reducer(StatisticsReducer reduce) { reduce_ = std::move(reduce); }
+  bool synchronised() const { return static_cast<bool>(reduce_); }
+
  private:
   int64_t num_features_;
   float eps_, momentum_;
+  StatisticsReducer reduce_;
   Variable weight_, bias_;
   Tensor running_mean_, running_var_, num_batches_tracked_;
 };

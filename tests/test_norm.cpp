@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "autograd/ops/norm.hpp"
 #include "autograd/rng.hpp"
 #include "autograd/threading.hpp"
+#include "nn/batchnorm.hpp"
 
 using dpm::Rng;
 using dpm::Shape;
@@ -335,7 +337,11 @@ TEST_CASE("normalisation is bitwise repeatable", "[norm]") {
   auto gn = [](const Variable& vx, const Variable& vw, const Variable& vb) {
     return dpm::group_norm(vx, 8, vw, vb);
   };
-  for (const auto& op : {std::function(bn), std::function(gn)}) {
+  auto sync_bn = [](const Variable& vx, const Variable& vw, const Variable& vb) {
+    return dpm::batch_norm(vx, Tensor(), Tensor(), vw, vb, true, 0.1f, 1e-5f,
+                           [](double*, int64_t) {});
+  };
+  for (const auto& op : {std::function(bn), std::function(gn), std::function(sync_bn)}) {
     dpm::set_num_threads(2);
     std::vector<float> first = run(op), second = run(op);
     REQUIRE(first.size() == second.size());
@@ -381,4 +387,301 @@ TEST_CASE("normalisation rejects bad shapes with clear messages", "[norm]") {
   CHECK_THROWS_WITH(dpm::group_norm(x, 0, {}, {}), Contains("groups = 0"));
   CHECK_THROWS_WITH(dpm::group_norm(x, 3, w4, {}),
                     Contains("group_norm: weight has shape [4], expected [3]"));
+}
+
+// ---- Synchronised batch statistics (batch_norm with a StatisticsReducer) ----
+
+namespace {
+
+using dpm::StatisticsReducer;
+
+// The identity (one process) that also records the count of every call.
+StatisticsReducer recording_identity(std::vector<int64_t>& calls) {
+  return [&calls](double*, int64_t count) { calls.push_back(count); };
+}
+
+// got and want within atol + rtol * |want|, elementwise.
+void check_same(const Tensor& got, const Tensor& want, double atol = 1e-6, double rtol = 1e-5) {
+  check_close(got, to_double(want), atol, rtol);
+}
+
+// A data-parallel group of two simulated processes that run one after the other. Rank r's
+// reducer records what it is given (its k-th call of the round) and adds what the other rank gave
+// at its k-th call of the previous round. A forward's contribution depends only on the process's
+// own input, and a backward's on the forward's reduced statistics, so from the third round on
+// every call adds exactly what the other rank contributes in the same round: settled() checks it,
+// and then each call returns the true group sum, a + b on one rank and b + a (the same bits) on
+// the other, as an all-reduce would.
+struct SimulatedPair {
+  std::vector<std::vector<double>> given[2], previous[2];
+
+  StatisticsReducer reducer(int rank) {
+    return [this, rank](double* values, int64_t count) {
+      size_t call = given[rank].size();
+      given[rank].emplace_back(values, values + count);
+      const std::vector<std::vector<double>>& other = previous[1 - rank];
+      if (call >= other.size()) return;
+      REQUIRE(other[call].size() == static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i) values[i] += other[call][static_cast<size_t>(i)];
+    };
+  }
+  void next_round() {
+    for (int r : {0, 1}) {
+      previous[r] = std::move(given[r]);
+      given[r].clear();
+    }
+  }
+  bool settled() const { return given[0] == previous[0] && given[1] == previous[1]; }
+};
+
+// One process's (or the whole batch's) training step: forward on its rows with fresh leaves and
+// copies of the running statistics, backward with the matching rows of the upstream gradient.
+struct Step {
+  Variable x, w, b, out;
+  Tensor running_mean, running_var;
+};
+
+Step train_step(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& r,
+                const Tensor& running_mean, const Tensor& running_var,
+                const StatisticsReducer& reduce) {
+  Step s;
+  s.x = Variable(x.contiguous(), true);
+  s.w = Variable(gamma, true);
+  s.b = Variable(beta, true);
+  s.running_mean = running_mean.clone();
+  s.running_var = running_var.clone();
+  s.out = dpm::batch_norm(s.x, s.running_mean, s.running_var, s.w, s.b, true, 0.1f, 1e-5f, reduce);
+  s.out.backward(r.contiguous());
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("synchronised batch_norm with the identity reducer equals the unsynchronised op",
+          "[norm][sync]") {
+  Rng rng(6);
+  for (const Shape& shape : {Shape{4, 3, 5}, Shape{3, 4, 5, 6}, Shape{6, 2}})
+    for (bool affine : {true, false}) {
+      INFO(shape.str() << (affine ? " with affine" : " without affine"));
+      int64_t C = shape[1];
+      Tensor x = input(shape, rng), r = dpm::randn(shape, rng);
+      Tensor gamma = positive(C, rng), beta = dpm::randn({C}, rng);
+      Tensor running_mean = dpm::randn({C}, rng), running_var = positive(C, rng);
+      // Gradients already holding something: backward must add to them.
+      Tensor seed_x = dpm::randn(shape, rng), seed_w = dpm::randn({C}, rng),
+             seed_b = dpm::randn({C}, rng);
+
+      struct Run {
+        Variable x, w, b, out;
+        Tensor running_mean, running_var;
+      };
+      auto run = [&](const StatisticsReducer& reduce) {
+        Run s;
+        s.x = Variable(x, true);
+        if (affine) s.w = Variable(gamma, true), s.b = Variable(beta, true);
+        s.running_mean = running_mean.clone();
+        s.running_var = running_var.clone();
+        s.x.set_grad(seed_x.clone());
+        if (affine) s.w.set_grad(seed_w.clone()), s.b.set_grad(seed_b.clone());
+        s.out = dpm::batch_norm(s.x, s.running_mean, s.running_var, s.w, s.b, true, 0.2f, 1e-5f,
+                                reduce);
+        s.out.backward(r);
+        return s;
+      };
+      std::vector<int64_t> calls;
+      Run plain = run({}), sync = run(recording_identity(calls));
+      CHECK(calls == std::vector<int64_t>{3 * C, 2 * C});  // one forward call, one backward call
+      check_same(sync.out.data(), plain.out.data());
+      check_same(sync.running_mean, plain.running_mean);
+      check_same(sync.running_var, plain.running_var);
+      check_same(sync.x.grad(), plain.x.grad());
+      if (affine) {
+        check_same(sync.w.grad(), plain.w.grad());
+        check_same(sync.b.grad(), plain.b.grad());
+      }
+    }
+}
+
+TEST_CASE("synchronised batch_norm calls the reducer only in training, and in every backward",
+          "[norm][sync]") {
+  Rng rng(7);
+  Shape shape{4, 3, 2};
+  Tensor x = input(shape, rng);
+  Tensor running_mean = Tensor::zeros({3}), running_var = Tensor::ones({3});
+  std::vector<int64_t> calls;
+  StatisticsReducer identity = recording_identity(calls);
+
+  // Eval: running statistics, no collective, the same bits as without a reducer.
+  Variable w(positive(3, rng), true);
+  Variable eval = dpm::batch_norm(Variable(x, true), running_mean, running_var, w, {}, false, 0.1f,
+                                  1e-5f, identity);
+  eval.backward(Tensor::ones(shape));
+  CHECK(calls.empty());
+  CHECK(eval.data().to_vector() ==
+        dpm::batch_norm(Variable(x), running_mean, running_var, w, {}, false).data().to_vector());
+
+  // Training where only the weight needs a gradient: backward still joins the collective.
+  Variable out =
+      dpm::batch_norm(Variable(x), running_mean, running_var, w, {}, true, 0.1f, 1e-5f, identity);
+  CHECK(calls == std::vector<int64_t>{9});
+  out.backward(Tensor::ones(shape), /*retain_graph=*/true);
+  out.backward(Tensor::ones(shape));
+  CHECK(calls == std::vector<int64_t>{9, 6, 6});
+
+  // Nothing needs a gradient: no backward, so no second call.
+  calls.clear();
+  dpm::batch_norm(Variable(x), Tensor(), Tensor(), {}, {}, true, 0.1f, 1e-5f, identity);
+  CHECK(calls == std::vector<int64_t>{9});
+}
+
+TEST_CASE("synchronised batch_norm gradcheck with the identity reducer",
+          "[norm][sync][gradcheck]") {
+  Rng rng(8);
+  std::vector<int64_t> calls;
+  StatisticsReducer identity = recording_identity(calls);
+  for (const Shape& shape : {Shape{3, 4, 3}, Shape{2, 3, 2, 3}}) {
+    INFO(shape.str());
+    int64_t C = shape[1];
+    std::vector<Variable> inputs{Variable(input(shape, rng), true),
+                                 Variable(positive(C, rng), true),
+                                 Variable(dpm::randn({C}, rng), true)};
+    dpm::GradcheckResult affine = dpm::gradcheck(
+        [&](const std::vector<Variable>& v) {
+          return dpm::batch_norm(v[0], Tensor(), Tensor(), v[1], v[2], true, 0.1f, 1e-5f, identity);
+        },
+        inputs);
+    INFO("affine\n" << affine.report);
+    CHECK(affine.passed);
+    dpm::GradcheckResult plain = dpm::gradcheck(
+        [&](const std::vector<Variable>& v) {
+          return dpm::batch_norm(v[0], Tensor(), Tensor(), {}, {}, true, 0.1f, 1e-5f, identity);
+        },
+        {inputs[0]});
+    INFO("without affine\n" << plain.report);
+    CHECK(plain.passed);
+  }
+  CHECK_FALSE(calls.empty());
+}
+
+TEST_CASE("synchronised batch_norm over two simulated processes equals the whole batch's",
+          "[norm][sync]") {
+  Rng rng(9);
+  // Rows [0, split) on rank 0, [split, 8) on rank 1; split 1 leaves rank 0 a single sample, which
+  // an [8, C] input allows only because the statistics are the group's.
+  for (const Shape& shape : {Shape{8, 3}, Shape{8, 3, 5}, Shape{8, 2, 3, 4}})
+    for (int64_t split : {4, 3, 1}) {
+      INFO(shape.str() << " split at row " << split);
+      int64_t B = shape[0], C = shape[1];
+      Tensor x = input(shape, rng), r = dpm::randn(shape, rng);
+      Tensor gamma = positive(C, rng), beta = dpm::randn({C}, rng);
+      Tensor running_mean = dpm::randn({C}, rng), running_var = positive(C, rng);
+      Step full = train_step(x, gamma, beta, r, running_mean, running_var, {});
+
+      const int64_t first[2] = {0, split}, rows[2] = {split, B - split};
+      SimulatedPair pair;
+      std::vector<Step> ranks;
+      for (int round = 0; round < 3; ++round) {
+        if (round > 0) pair.next_round();
+        ranks.clear();
+        for (int rank : {0, 1}) {
+          auto step = [&] {
+            return train_step(x.narrow(0, first[rank], rows[rank]), gamma, beta,
+                              r.narrow(0, first[rank], rows[rank]), running_mean, running_var,
+                              pair.reducer(rank));
+          };
+          if (round > 0) {
+            ranks.push_back(step());
+            continue;
+          }
+          // The first round only collects the contributions; its reductions miss the other
+          // rank's, so a rank holding one sample is refused after its reducer recorded them.
+          try {
+            step();
+          } catch (const std::invalid_argument& e) {
+            INFO(e.what());
+            CHECK(split == 1);
+          }
+        }
+      }
+      REQUIRE(pair.settled());
+      REQUIRE(pair.given[0].size() == 2);  // one forward and one backward call per rank
+      CHECK(pair.given[0][0].size() == static_cast<size_t>(3 * C));
+      CHECK(pair.given[0][1].size() == static_cast<size_t>(2 * C));
+
+      for (int rank : {0, 1}) {
+        INFO("rank " << rank);
+        const Step& s = ranks[static_cast<size_t>(rank)];
+        auto own_rows = [&](const Tensor& t) {
+          return t.narrow(0, first[rank], rows[rank]).contiguous();
+        };
+        check_same(s.out.data(), own_rows(full.out.data()), 1e-5, 1e-5);
+        check_same(s.x.grad(), own_rows(full.x.grad()), 1e-5, 1e-5);
+        check_same(s.running_mean, full.running_mean, 1e-6, 1e-5);
+        check_same(s.running_var, full.running_var, 1e-6, 1e-5);
+      }
+      // Every process holds the same running statistics, to the bit.
+      CHECK(ranks[0].running_mean.to_vector() == ranks[1].running_mean.to_vector());
+      CHECK(ranks[0].running_var.to_vector() == ranks[1].running_var.to_vector());
+      // The parameter gradients are local: their sum over the group is the whole batch's.
+      check_same(ranks[0].w.grad().clone().add_(ranks[1].w.grad()), full.w.grad(), 1e-5, 1e-5);
+      check_same(ranks[0].b.grad().clone().add_(ranks[1].b.grad()), full.b.grad(), 1e-5, 1e-5);
+      // ... each being the process's own: dbeta of rank 0 sums its rows of r only.
+      int64_t S = shape.numel() / (B * C);
+      std::vector<float> r0 = r.narrow(0, 0, split).to_vector();
+      std::vector<double> own_dbeta(static_cast<size_t>(C), 0.0);
+      for (size_t i = 0; i < r0.size(); ++i)
+        own_dbeta[(i / static_cast<size_t>(S)) % static_cast<size_t>(C)] += r0[i];
+      check_close(ranks[0].b.grad(), own_dbeta, 1e-5, 1e-5);
+    }
+}
+
+TEST_CASE("synchronised batch_norm needs more than one value per channel over the group",
+          "[norm][sync]") {
+  using Catch::Contains;
+  Tensor x = Tensor::from_vector({1, 3}, {1, 2, 3});
+  Tensor beta = Tensor::from_vector({3}, {0.5f, -1, 2});
+  std::vector<int64_t> calls;
+  CHECK_THROWS_WITH(dpm::batch_norm(Variable(x), Tensor(), Tensor(), {}, {}, true, 0.1f, 1e-5f,
+                                    recording_identity(calls)),
+                    Contains("batch_norm: synchronised training") &&
+                        Contains("over the group, got 1") && Contains("[1, 3]"));
+  // Two processes holding the same sample: count 2, variance 0, so the output is beta.
+  StatisticsReducer twins = [](double* values, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) values[i] *= 2;
+  };
+  Variable out = dpm::batch_norm(Variable(x), Tensor(), Tensor(), {}, Variable(beta), true, 0.1f,
+                                 1e-5f, twins);
+  check_close(out.data(), to_double(beta.view({1, 3})), 1e-6, 0);
+}
+
+TEST_CASE("nn::BatchNorm passes its statistics reducer in training only", "[norm][sync]") {
+  Rng rng(10);
+  Shape shape{4, 3, 2, 2};
+  Tensor x = input(shape, rng);
+  dpm::nn::BatchNorm plain(3), sync(3);
+  CHECK_FALSE(sync.synchronised());
+  std::vector<int64_t> calls;
+  sync.set_statistics_reducer(recording_identity(calls));
+  CHECK(sync.synchronised());
+
+  plain.train();
+  sync.train();
+  Variable want = plain.forward(Variable(x));
+  Variable got = sync.forward(Variable(x));
+  CHECK(calls == std::vector<int64_t>{9});
+  check_same(got.data(), want.data());
+  check_same(sync.running_mean(), plain.running_mean());
+  check_same(sync.running_var(), plain.running_var());
+  CHECK(sync.num_batches_tracked().item() == 1.0f);
+  got.backward(Tensor::ones(shape));
+  CHECK(calls == std::vector<int64_t>{9, 6});
+
+  sync.eval();
+  Variable eval = sync.forward(Variable(x));
+  CHECK(calls.size() == 2);  // eval: running statistics, no collective
+  plain.eval();
+  check_same(eval.data(), plain.forward(Variable(x)).data());
+
+  sync.set_statistics_reducer({});
+  CHECK_FALSE(sync.synchronised());
 }

@@ -111,6 +111,13 @@ Runs channel_runs(const NormDims& d) {
   return {d.batch, d.spatial, d.channels * d.spatial};
 }
 
+// r <- (1 - m) r + m stat for one channel, the variance made unbiased with the n values it is of.
+void update_running(float& running_mean, float& running_var, float mean, float var, double n,
+                    double m) {
+  running_mean = static_cast<float>((1.0 - m) * running_mean + m * mean);
+  running_var = static_cast<float>((1.0 - m) * running_var + m * var * n / (n - 1.0));
+}
+
 }  // namespace
 
 // Batch norm: parallel over channels; each channel's statistics are one serial loop.
@@ -172,11 +179,93 @@ void batch_norm_backward(float* dinp, float* dgamma, float* dbeta, const float* 
 void batch_norm_update_running(float* running_mean, float* running_var, const float* mean,
                                const float* var, const NormDims& d, float momentum) {
   double n = static_cast<double>(d.batch * d.spatial);
-  double m = momentum;
-  for (int64_t c = 0; c < d.channels; ++c) {
-    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean[c]);
-    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var[c] * n / (n - 1.0));
-  }
+  for (int64_t c = 0; c < d.channels; ++c)
+    update_running(running_mean[c], running_var[c], mean[c], var[c], n, momentum);
+}
+
+// Synchronised batch norm: the same per-channel loops, with the statistics split into the local
+// sums each process contributes and the group's sums the reducer hands back.
+void batch_norm_sync_local_stats(double* stats, const float* inp, const NormDims& d) {
+  Runs runs = channel_runs(d);
+  parallel_for(d.channels, grain_for(runs.numel()), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const float* x = inp + c * d.spatial;
+      double n = static_cast<double>(runs.numel()), sum = 0, squares = 0;
+      for (int64_t k = 0; k < runs.count; ++k)
+        for (int64_t i = 0; i < runs.length; ++i) sum += x[k * runs.stride + i];
+      double local_mean = n > 0 ? sum / n : 0.0;
+      for (int64_t k = 0; k < runs.count; ++k)
+        for (int64_t i = 0; i < runs.length; ++i) {
+          double dev = x[k * runs.stride + i] - local_mean;
+          squares += dev * dev;
+        }
+      // A reducer only adds, so the group's variance is sum x^2 - (sum x)^2 / N; a local sum x^2
+      // built from two-pass deviations is accurate to rounding, so that difference only costs
+      // ~2 log10(|mean| / std) of double's 16 digits: harmless to float while |mean| < 1e4 std.
+      stats[3 * c] = n;
+      stats[3 * c + 1] = sum;
+      stats[3 * c + 2] = squares + sum * local_mean;
+    }
+  });
+}
+
+void batch_norm_sync_forward(float* out, float* mean, float* var, float* inv_std,
+                             const double* stats, const float* inp, const float* gamma,
+                             const float* beta, const NormDims& d, float eps) {
+  Runs runs = channel_runs(d);
+  parallel_for(d.channels, grain_for(runs.numel()), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const double* s = stats + 3 * c;
+      double n = s[0], group_mean = s[1] / n;
+      // The group's sum of squared deviations; rounding can leave it a hair below zero.
+      double group_var = std::max(0.0, s[2] - s[1] * group_mean) / n;
+      int64_t offset = c * d.spatial;
+      mean[c] = static_cast<float>(group_mean);
+      var[c] = static_cast<float>(group_var);
+      inv_std[c] = inverse_std(group_var, eps);
+      normalize(out + offset, inp + offset, runs, mean[c], inv_std[c],
+                affine_from(gamma, beta, c, 0));
+    }
+  });
+}
+
+void batch_norm_sync_update_running(float* running_mean, float* running_var, const float* mean,
+                                    const float* var, const double* stats, const NormDims& d,
+                                    float momentum) {
+  for (int64_t c = 0; c < d.channels; ++c)
+    update_running(running_mean[c], running_var[c], mean[c], var[c], stats[3 * c], momentum);
+}
+
+void batch_norm_sync_grad_sums(double* sums, const float* dout, const float* inp, const float* mean,
+                               const float* inv_std, const NormDims& d) {
+  Runs runs = channel_runs(d);
+  parallel_for(d.channels, grain_for(runs.numel()), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      int64_t offset = c * d.spatial;
+      GradSums s = grad_sums(dout + offset, inp + offset, runs, mean[c], inv_std[c], Affine{});
+      sums[2 * c] = s.dxhat;
+      sums[2 * c + 1] = s.dxhat_xhat;
+    }
+  });
+}
+
+void batch_norm_sync_backward(float* dinp, float* dgamma, float* dbeta, const float* dout,
+                              const float* inp, const float* mean, const float* inv_std,
+                              const float* gamma, const double* local_sums,
+                              const double* group_sums, const double* stats, const NormDims& d) {
+  Runs runs = channel_runs(d);
+  parallel_for(d.channels, grain_for(runs.numel()), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      if (dbeta) dbeta[c] += static_cast<float>(local_sums[2 * c]);
+      if (dgamma) dgamma[c] += static_cast<float>(local_sums[2 * c + 1]);
+      if (!dinp) continue;
+      int64_t offset = c * d.spatial;
+      double n = stats[3 * c], g = gamma ? gamma[c] : 1.0;
+      accumulate_input_grad(dinp + offset, dout + offset, inp + offset, runs, mean[c], inv_std[c],
+                            affine_from(gamma, nullptr, c, 0), g * group_sums[2 * c] / n,
+                            g * group_sums[2 * c + 1] / n);
+    }
+  });
 }
 
 // Group norm: parallel over (sample, group) for the statistics and dinp; the parameter

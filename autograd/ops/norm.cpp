@@ -1,7 +1,9 @@
 #include "autograd/ops/norm.hpp"
 
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/kernels/norm.hpp"
@@ -69,11 +71,64 @@ float* grad_or_null(const char* op, std::vector<Variable>& inputs, int index) {
   return grad.data();
 }
 
+// batch_norm in training with a reducer, its arguments checked: the statistics, and in backward
+// the means of dy and dy * xhat, are the group's (norm.hpp).
+Variable synchronised_batch_norm(const Variable& x, const NormDims& d, NormInputs n,
+                                 Tensor running_mean, Tensor running_var, const Variable& weight,
+                                 const Variable& bias, float momentum, float eps,
+                                 const StatisticsReducer& reduce) {
+  const char* op = "batch_norm";
+  Tensor input = x.data().contiguous();
+  Tensor gamma = contiguous_or_undefined(weight);
+  Tensor beta = contiguous_or_undefined(bias);
+  const size_t channels = static_cast<size_t>(d.channels);
+
+  // stats [C, 3]: this process's {n, sum x, sum x^2} per channel, then the group's.
+  std::vector<double> stats(3 * channels);
+  batch_norm_sync_local_stats(stats.data(), input.data(), d);
+  reduce(stats.data(), static_cast<int64_t>(stats.size()));
+  for (size_t c = 0; c < channels; ++c)
+    if (!(stats[3 * c] >= 2.0)) {  // also catches a NaN from the reducer
+      std::ostringstream message;
+      message << "batch_norm: synchronised training needs more than one value per channel over "
+                 "the group, got "
+              << stats[3 * c] << " for channel " << c << " (this process's input shape "
+              << x.shape().str() << ")";
+      throw std::invalid_argument(message.str());
+    }
+
+  Tensor out = Tensor::empty(x.shape());
+  Tensor mean = Tensor::empty({d.channels}), var = Tensor::empty({d.channels});
+  Tensor inv_std = Tensor::empty({d.channels});
+  batch_norm_sync_forward(out.data(), mean.data(), var.data(), inv_std.data(), stats.data(),
+                          input.data(), data_or_null(gamma), data_or_null(beta), d, eps);
+  if (running_mean.defined())
+    batch_norm_sync_update_running(running_mean.data(), running_var.data(), mean.data(), var.data(),
+                                   stats.data(), d, momentum);
+
+  BackwardFn backward = [input, mean, inv_std, gamma, d, stats = std::move(stats), reduce,
+                         n_weight = n.weight, n_bias = n.bias](const Tensor& grad_output,
+                                                               std::vector<Variable>& inputs) {
+    Tensor dout = grad_output.contiguous();
+    // Called whenever backward runs, even when x needs no gradient: the reducer is collective.
+    std::vector<double> local(2 * static_cast<size_t>(d.channels));
+    batch_norm_sync_grad_sums(local.data(), dout.data(), input.data(), mean.data(), inv_std.data(),
+                              d);
+    std::vector<double> group = local;
+    reduce(group.data(), static_cast<int64_t>(group.size()));
+    batch_norm_sync_backward(
+        grad_or_null("batch_norm", inputs, 0), grad_or_null("batch_norm", inputs, n_weight),
+        grad_or_null("batch_norm", inputs, n_bias), dout.data(), input.data(), mean.data(),
+        inv_std.data(), data_or_null(gamma), local.data(), group.data(), stats.data(), d);
+  };
+  return Variable::make_result(std::move(out), std::move(n.inputs), std::move(backward), op);
+}
+
 }  // namespace
 
 Variable batch_norm(const Variable& x, Tensor running_mean, Tensor running_var,
                     const Variable& weight, const Variable& bias, bool training, float momentum,
-                    float eps) {
+                    float eps, const StatisticsReducer& reduce) {
   const char* op = "batch_norm";
   NormDims d = norm_dims(op, x);
   NormInputs n = norm_inputs(op, x, weight, bias);
@@ -88,6 +143,10 @@ Variable batch_norm(const Variable& x, Tensor running_mean, Tensor running_var,
     running_mean.require_contiguous("batch_norm (running_mean is updated in place)");
     running_var.require_contiguous("batch_norm (running_var is updated in place)");
   }
+  const bool synchronised = training && static_cast<bool>(reduce);
+  if (synchronised)
+    return synchronised_batch_norm(x, d, std::move(n), std::move(running_mean),
+                                   std::move(running_var), weight, bias, momentum, eps, reduce);
   if (training && d.batch * d.spatial < 2)
     throw std::invalid_argument(
         "batch_norm: training needs more than one value per channel, got "
