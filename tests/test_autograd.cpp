@@ -44,7 +44,7 @@ TEST_CASE("gradients accumulate across backward calls until zeroed", "[autograd]
   CHECK(grad_of(x) == std::vector<float>{2.0f, 4.0f});
 }
 
-TEST_CASE("retain_graph allows a second backward; without it the graph is freed", "[autograd]") {
+TEST_CASE("retain_graph allows a second backward, without it the graph is freed", "[autograd]") {
   Variable x = leaf({1.0f, -3.0f});
   Variable y = dpm::sum(dpm::exp(x) * x);
   y.backward(/*retain_graph=*/true);

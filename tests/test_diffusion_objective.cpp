@@ -244,7 +244,7 @@ TEST_CASE("Variable conversions match the Tensor ones and are differentiable",
     }
 }
 
-TEST_CASE("q_sample has mean sqrt(abar) x0 and variance 1 - abar; steps are uniform",
+TEST_CASE("q_sample has mean sqrt(abar) x0 and variance 1 - abar, steps are uniform",
           "[diffusion][forward]") {
   Schedule schedule = Schedule::paper_linear(50);
   const int64_t n = 40000, D = 3;

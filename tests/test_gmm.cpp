@@ -180,7 +180,7 @@ std::string temp_path(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("samples have the mixture's mean, covariance and weights; sampling is reproducible",
+TEST_CASE("samples have the mixture's mean, covariance and weights, sampling is reproducible",
           "[gmm]") {
   Rng rng(11);
   Gmm g = dpm::datasets::make_random_gmm(rng, 3, 4);

@@ -119,7 +119,7 @@ TEST_CASE("inverse-bench plan: JSON round trip, validation naming the field",
   CHECK(quick.units().size() < full.units().size());
 }
 
-TEST_CASE("inverse-bench: the progress total is the unit list; scores beside the posterior mean",
+TEST_CASE("inverse-bench: the progress total is the unit list, scores beside the posterior mean",
           "[experiments][inverse-bench]") {
   dpm::testing::TempDir tmp("dpm_inverse_bench");
   const ex::InverseBenchPlan plan = small_plan(small_prior(tmp.path));

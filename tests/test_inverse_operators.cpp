@@ -205,7 +205,7 @@ TEST_CASE("closed-form SVD and pseudo-inverse match dense LAPACK", "[inverse]") 
   }
 }
 
-TEST_CASE("super-resolution of a constant image is constant; blur keeps a constant interior",
+TEST_CASE("super-resolution of a constant image is constant, blur keeps a constant interior",
           "[inverse]") {
   const ImageShape shape{2, 12, 16};
   const std::vector<double> image(static_cast<size_t>(shape.numel()), 0.7);

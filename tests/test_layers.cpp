@@ -233,7 +233,7 @@ TEST_CASE("GroupNorm: normalises per sample and group, gradcheck", "[layers]") {
   CHECK_THROWS_AS(GroupNorm(3, 4), std::invalid_argument);
 }
 
-TEST_CASE("activation layers wrap their functions; Sequential chains and names", "[layers]") {
+TEST_CASE("activation layers wrap their functions, Sequential chains and names", "[layers]") {
   Rng rng(6);
   Variable x = random_input({2, 3}, rng);
   CHECK(SiLU()(x).data().to_vector() == silu(x).data().to_vector());

@@ -519,7 +519,7 @@ TEST_CASE("learning-rate schedules at known steps", "[lr_schedule]") {
                     Catch::Contains("min_lr must be in [0, base_lr]"));
 }
 
-TEST_CASE("EMA of the weights matches hand values; swap round-trips bitwise", "[ema]") {
+TEST_CASE("EMA of the weights matches hand values, swap round-trips bitwise", "[ema]") {
   TestModel model(3, 4);
   ParameterArena& arena = model.arena();
   optim::Ema ema(arena);

@@ -8,7 +8,7 @@
 
 using dpm::Rng;
 
-TEST_CASE("same seed, same numbers; state round-trips", "[rng]") {
+TEST_CASE("same seed, same numbers, state round-trips", "[rng]") {
   Rng a(42), b(42), c(43);
   for (int i = 0; i < 10; ++i) {
     uint64_t x = a.next_u64();

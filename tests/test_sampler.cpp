@@ -90,7 +90,7 @@ TEST_CASE("reverse processes call back once per step, in order, one evaluation e
                     Catch::Contains("t_start must be in 0..50, got 51"));
 }
 
-TEST_CASE("mean forwarding applies mu_theta; DDIM eta = 0 is deterministic; ancestral repeats",
+TEST_CASE("mean forwarding applies mu_theta, DDIM eta = 0 is deterministic, ancestral repeats",
           "[sampler]") {
   Schedule schedule = Schedule::paper_linear(30);
   LinearPredictor predictor;

@@ -107,7 +107,7 @@ TEST_CASE("training lowers the loss and writes metrics and checkpoints", "[train
   CHECK(epoch_lines == 40);
 }
 
-TEST_CASE("same seed gives bitwise-identical weights; another seed does not", "[trainer]") {
+TEST_CASE("same seed gives bitwise-identical weights, another seed does not", "[trainer]") {
   train::TrainerOptions options;
   options.batch_size = 16;
   options.max_steps = 30;
@@ -338,7 +338,7 @@ struct CountingCallback : train::Callback {
 };
 }  // namespace
 
-TEST_CASE("SIGINT saves a resume file and stops cleanly; callbacks persist", "[trainer][resume]") {
+TEST_CASE("SIGINT saves a resume file and stops cleanly, callbacks persist", "[trainer][resume]") {
   TempDir tmp("dpm_trainer_sigint");
   fs::path dir = tmp.path;
   train::TrainerOptions options;

@@ -64,7 +64,7 @@ double max_abs_difference(const std::vector<double>& a, const std::vector<double
 
 }  // namespace
 
-TEST_CASE("the two-layer module is (1/sqrt(m)) A sigma(W [x; e(t)] + b)", "[two_layer]") {
+TEST_CASE("the two-layer module is (1/sqrt(m)) A sigma(W [x, e(t)] + b)", "[two_layer]") {
   for (TwoLayerActivation activation : {TwoLayerActivation::relu, TwoLayerActivation::silu}) {
     Rng rng(3);
     auto net = std::make_shared<nn::TwoLayerNet>(options(3, 64, activation), rng);
@@ -122,7 +122,7 @@ TEST_CASE("the two-layer module rebuilds from its config and rejects bad ones", 
                     Catch::Contains("outside 0..49"));
 }
 
-TEST_CASE("J delta matches central differences of the network; J^T is its adjoint",
+TEST_CASE("J delta matches central differences of the network, J^T is its adjoint",
           "[two_layer]") {
   for (TwoLayerActivation activation : {TwoLayerActivation::relu, TwoLayerActivation::silu}) {
     Rng rng(5);
