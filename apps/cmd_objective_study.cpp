@@ -27,9 +27,10 @@ void register_objective_study_command(CLI::App& app) {
       "20000 --out runs/objectives");
   auto flags = std::make_shared<FlagTable<Plan>>(command, "runs/objective-study");
   flags->add("--data", &Plan::data, "a GMM data set directory (`dpmlab gmm make`)");
-  flags->add("--train-config", &Plan::train_config,
-             "a training config (DpmTrainingConfig JSON, e.g. configs/gmm_mlp.json) for the "
-             "model, schedule, optimizer and trainer; its objective's target is kept")
+  flags
+      ->add("--train-config", &Plan::train_config,
+            "a training config (DpmTrainingConfig JSON, e.g. configs/gmm_mlp.json) for the "
+            "model, schedule, optimizer and trainer; its objective's target is kept")
       ->check(CLI::ExistingFile);
   flags->add("--runs", &Plan::runs, "where the trainings go (default: OUT/runs)");
   flags->add("--objectives", &Plan::objectives, "simple, vlb, vlb-importance, hybrid");

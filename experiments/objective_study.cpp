@@ -64,8 +64,9 @@ StudyData read_study_data(const ObjectiveStudyPlan& plan) {
         throw std::runtime_error(plan.train_config + ": " + e.what());
       }
     });
-  data.model_shape = naming(
-      "train_config", [&] { return datasets::model_input_shape(data.config.model, data.set.sample_shape); });
+  data.model_shape = naming("train_config", [&] {
+    return datasets::model_input_shape(data.config.model, data.set.sample_shape);
+  });
   train::fit_model_to_data(data.config, data.model_shape);
   if (plan.track_every % data.config.trainer.log_every != 0)
     throw PlanError("track_every", std::to_string(plan.track_every) +
@@ -90,12 +91,11 @@ class StepStatus final : public train::Callback {
     const double seconds = std::chrono::duration<double>(now - started_).count();
     const double rate = seconds > 0 ? static_cast<double>(info.step - first_step_) / seconds : 0;
     char text[200];
-    std::snprintf(text, sizeof text, "train %s: step %lld of %lld, %.3g steps/s, %s left, loss %.4g",
-                  name_.c_str(), static_cast<long long>(info.step),
-                  static_cast<long long>(total_), rate,
-                  rate > 0 ? report::duration(static_cast<double>(total_ - info.step) / rate).c_str()
-                           : "?",
-                  info.loss);
+    std::snprintf(
+        text, sizeof text, "train %s: step %lld of %lld, %.3g steps/s, %s left, loss %.4g",
+        name_.c_str(), static_cast<long long>(info.step), static_cast<long long>(total_), rate,
+        rate > 0 ? report::duration(static_cast<double>(total_ - info.step) / rate).c_str() : "?",
+        info.loss);
     progress_.status(text);
   }
 
@@ -160,9 +160,8 @@ void train_objective(const ObjectiveStudyPlan& plan, const StudyData& data, Obje
     const diffusion::GmmOracle oracle(data.gmm, objective.schedule());
     return std::vector<std::shared_ptr<train::Callback>>{
         std::make_shared<train::SpectralTracker>(*model, spectral),
-        std::make_shared<train::JacobianTracker>(model, objective.schedule(),
-                                                 objective.options().target, clean, jacobian,
-                                                 &oracle),
+        std::make_shared<train::JacobianTracker>(
+            model, objective.schedule(), objective.options().target, clean, jacobian, &oracle),
         std::make_shared<StepStatus>(progress, name, config.trainer.max_steps)};
   };
   const train::DpmTrainingOutput output = train::train_dpm(
@@ -175,12 +174,11 @@ void train_objective(const ObjectiveStudyPlan& plan, const StudyData& data, Obje
   run.steps = result.steps;
   run.train_seconds = result.seconds;
   run.stop = std::string(train::stop_reason_name(result.reason)) + ": " + result.message;
-  report::write_text(dir / kFinishedFile,
-                     nlohmann::json{{"steps", run.steps},
-                                    {"seconds", run.train_seconds},
-                                    {"stop", run.stop}}
-                             .dump(2) +
-                         "\n");
+  report::write_text(
+      dir / kFinishedFile,
+      nlohmann::json{{"steps", run.steps}, {"seconds", run.train_seconds}, {"stop", run.stop}}.dump(
+          2) +
+          "\n");
 }
 
 // The bound and the denoisers of the trained network; eps*'s denoisers with the first objective.
@@ -205,10 +203,9 @@ void evaluate_objective(const ObjectiveStudyPlan& plan, const StudyData& data, b
   denoise.snr = plan.denoise_snr;
   denoise.oracle_T = {diffusion::Schedule::from_json(data.config.schedule).T()};
   denoise.estimators = DenoiseEstimators::cheap;
-  denoise.predictors = with_oracle
-                           ? std::vector<DenoisePredictor>{DenoisePredictor::oracle,
-                                                           DenoisePredictor::network}
-                           : std::vector<DenoisePredictor>{DenoisePredictor::network};
+  denoise.predictors = with_oracle ? std::vector<DenoisePredictor>{DenoisePredictor::oracle,
+                                                                   DenoisePredictor::network}
+                                   : std::vector<DenoisePredictor>{DenoisePredictor::network};
   denoise.grid_images = 0;
   denoise.seed = plan.seed;
   // Later runs' reference rows (CME, LMMSE, LS) repeat the first run's: the same observations.
@@ -233,8 +230,8 @@ void ObjectiveStudyPlan::validate() const {
   for (size_t i = 0; i < objectives.size(); ++i)
     for (size_t j = i + 1; j < objectives.size(); ++j)
       if (objectives[i] == objectives[j])
-        throw PlanError("objectives", std::string("'") + choice_name(objectives[i]) +
-                                          "' is given twice");
+        throw PlanError("objectives",
+                        std::string("'") + choice_name(objectives[i]) + "' is given twice");
   require_finite("hybrid_lambda", hybrid_lambda, 0.0, false, 1e6);
   require_range("steps", steps, 0, 1'000'000'000);
   require_range("track_every", track_every, 1, 1'000'000'000);

@@ -49,11 +49,11 @@ struct ObjectiveStudyUnit {
 };
 
 struct ObjectiveStudyPlan {
-  std::string data;    // a GMM data set directory (`dpmlab gmm make`): its splits and GMM
+  std::string data;  // a GMM data set directory (`dpmlab gmm make`): its splits and GMM
   // A DpmTrainingConfig JSON for the model, schedule, optimizer and trainer; "": the defaults
   // (the residual MLP, paper_linear T = 300).
   std::string train_config;
-  std::string runs;    // where the trainings go, one run directory per objective
+  std::string runs;  // where the trainings go, one run directory per objective
   std::vector<StudyObjective> objectives{StudyObjective::simple, StudyObjective::vlb,
                                          StudyObjective::vlb_importance, StudyObjective::hybrid};
   double hybrid_lambda = 1e-3;

@@ -107,8 +107,8 @@ std::vector<Plot> plots(const ObjectiveStudyResults& results, const fs::path& di
     int64_t last = 0;
     for (const ObjectiveRun& run : results.runs)
       if (const TrackedStepTrajectory* s = run.trajectory.step(first.t); s && !s->mu_max.empty()) {
-        curves.push_back({choice_name(run.objective), "linespoints pt 7 ps 0.6",
-                          points(s->mu_max)});
+        curves.push_back(
+            {choice_name(run.objective), "linespoints pt 7 ps 0.6", points(s->mu_max)});
         last = std::max(last, s->mu_max.back().first);
       }
     if (curves.empty()) continue;
@@ -144,8 +144,8 @@ std::string markdown(const ObjectiveStudyResults& results) {
   const ObjectiveStudyPlan& plan = results.plan;
   std::string md = "# L_simple, L_vlb and L_hybrid on one network\n\n";
   md += "Model " + results.model.dump() + " (" + std::to_string(results.parameters) +
-        " parameters) on " + plan.data + " (N = " + std::to_string(results.dim) + "), T = " +
-        std::to_string(results.T) + ", the same steps for every objective; total " +
+        " parameters) on " + plan.data + " (N = " + std::to_string(results.dim) +
+        "), T = " + std::to_string(results.T) + ", the same steps for every objective; total " +
         duration(results.seconds) + ".\n\n";
   md += "## The variational bound (nats/dim, " + std::to_string(plan.nll_samples) +
         " test samples)\n\n" + bound_table(results).markdown() + "\n";
@@ -153,8 +153,9 @@ std::string markdown(const ObjectiveStudyResults& results) {
         " test samples; 1 is the optimum)\n\n" + denoise_table(results).markdown() + "\n";
   md += "## Empirical Lipschitz constants of mu_theta at the end of training\n\n" +
         lipschitz_table(results).markdown() + "\n";
-  md += "Each run's trajectory: RUN/report/training.md; the plots mu_t<t>.png put the objectives "
-        "side by side.\n\n## Runs\n\n";
+  md +=
+      "Each run's trajectory: RUN/report/training.md; the plots mu_t<t>.png put the objectives "
+      "side by side.\n\n## Runs\n\n";
   for (const ObjectiveRun& run : results.runs)
     md += "- " + std::string(choice_name(run.objective)) + ": " + run.run_dir + " (" + run.stop +
           ")\n";
@@ -180,23 +181,24 @@ nlohmann::json to_json(const ObjectiveStudyResults& results) {
                             {"nmse_over_cme", nlohmann::json::object()},
                             {"lipschitz", nlohmann::json::array()}};
     for (const NllBoundRow& row : run.bound.rows)
-      entry["bounds"].push_back({{"predictor", row.predictor},
-                                 {"reverse_variance", diffusion::reverse_variance_name(row.variance)},
-                                 {"bound", row.result.bound}});
+      entry["bounds"].push_back(
+          {{"predictor", row.predictor},
+           {"reverse_variance", diffusion::reverse_variance_name(row.variance)},
+           {"bound", row.result.bound}});
     for (const char* estimator : kEstimators)
       for (double snr : results.plan.denoise_snr)
         entry["nmse_over_cme"][estimator].push_back(
             {{"snr_db", snr}, {"value", over_cme(results, run.denoise, estimator, snr)}});
     for (const CrossingSummary& c : crossing_summary(run.trajectory))
-      entry["lipschitz"].push_back({{"t", c.t},
-                                    {"snr_db", c.snr_db},
-                                    {"last_step", c.last_step},
-                                    {"mu_max", c.last_mu_max},
-                                    {"over_bound", c.over_bound},
-                                    {"over_exact", c.over_exact},
-                                    {"first_above_bound", c.first_above_bound
-                                                              ? nlohmann::json(*c.first_above_bound)
-                                                              : nlohmann::json(nullptr)}});
+      entry["lipschitz"].push_back(
+          {{"t", c.t},
+           {"snr_db", c.snr_db},
+           {"last_step", c.last_step},
+           {"mu_max", c.last_mu_max},
+           {"over_bound", c.over_bound},
+           {"over_exact", c.over_exact},
+           {"first_above_bound",
+            c.first_above_bound ? nlohmann::json(*c.first_above_bound) : nlohmann::json(nullptr)}});
     json["runs"].push_back(entry);
   }
   return json;
@@ -206,12 +208,13 @@ Written write(const ObjectiveStudyResults& results, const fs::path& dir) {
   fs::create_directories(dir);
   std::vector<std::vector<std::string>> rows;
   for (const ObjectiveRun& run : results.runs) {
-    std::vector<std::string> row{choice_name(run.objective), std::to_string(run.steps),
-                                 csv_number(run.train_seconds), csv_number(run.bound.exact_nll),
-                                 csv_number(bound_of(run.bound, "network",
-                                                     diffusion::ReverseVariance::beta)),
-                                 csv_number(bound_of(run.bound, "network",
-                                                     diffusion::ReverseVariance::beta_tilde))};
+    std::vector<std::string> row{
+        choice_name(run.objective),
+        std::to_string(run.steps),
+        csv_number(run.train_seconds),
+        csv_number(run.bound.exact_nll),
+        csv_number(bound_of(run.bound, "network", diffusion::ReverseVariance::beta)),
+        csv_number(bound_of(run.bound, "network", diffusion::ReverseVariance::beta_tilde))};
     for (const char* estimator : kEstimators)
       for (double snr : results.plan.denoise_snr)
         row.push_back(csv_number(over_cme(results, run.denoise, estimator, snr)));

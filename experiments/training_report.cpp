@@ -52,8 +52,8 @@ class LineReader {
     return record_.at(key);
   }
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
-    throw std::runtime_error(file_ + ":" + std::to_string(line_) + ": field '" + key +
-                             "' is not " + expected);
+    throw std::runtime_error(file_ + ":" + std::to_string(line_) + ": field '" + key + "' is not " +
+                             expected);
   }
 
  private:
@@ -198,7 +198,8 @@ std::string step_label(const std::optional<int64_t>& step) {
 // A constant drawn across the steps of `along`.
 Curve level(const std::string& title, const std::string& style, double value,
             const StepValues& along) {
-  return {title, style,
+  return {title,
+          style,
           {{static_cast<double>(along.front().first), value},
            {static_cast<double>(along.back().first), value}}};
 }
@@ -290,8 +291,8 @@ std::string jacobian_section(const TrainingTrajectory& trajectory) {
            "This run did not track them (no \"jacobian\" fields in the metrics; the run was "
            "trained without `--track-jacobian K`, or by a dpmlab version without it).\n\n";
   Table table({"t", "SNR (dB)", "1/sqrt(alpha_t)", "c_t", "exact CME max at probes",
-               "first scan above 1/sqrt(alpha_t)", "last scan", "Lip(mu) max", "/ bound",
-               "/ exact", "Lip(eps) max"});
+               "first scan above 1/sqrt(alpha_t)", "last scan", "Lip(mu) max", "/ bound", "/ exact",
+               "Lip(eps) max"});
   for (const CrossingSummary& c : crossing_summary(trajectory)) {
     const TrackedStepTrajectory& s = *trajectory.step(c.t);
     table.add_row({std::to_string(c.t), number(c.snr_db, "%g"), number(s.log_concave_bound),
@@ -301,10 +302,11 @@ std::string jacobian_section(const TrainingTrajectory& trajectory) {
                    number(c.over_exact, "%.4f"), number(s.eps_max.back().second)});
   }
   md += table.markdown() + "\n";
-  md += "Lip(mu) is the largest Jacobian norm of the network's reverse mean over the probe "
-        "points, a lower bound on its Lipschitz constant. The exact stepwise CME's norm is at "
-        "least c_t everywhere, and at most 1/sqrt(alpha_t) when the prior is log-concave (a GMM "
-        "need not be).\n\n";
+  md +=
+      "Lip(mu) is the largest Jacobian norm of the network's reverse mean over the probe "
+      "points, a lower bound on its Lipschitz constant. The exact stepwise CME's norm is at "
+      "least c_t everywhere, and at most 1/sqrt(alpha_t) when the prior is log-concave (a GMM "
+      "need not be).\n\n";
   for (const CrossingSummary& c : crossing_summary(trajectory)) {
     md += "- t = " + std::to_string(c.t) + " (" + number(c.snr_db, "%g") + " dB): ";
     md += c.first_above_bound
@@ -336,9 +338,8 @@ std::string spectral_section(const TrainingTrajectory& trajectory) {
   const StepValues& bound = trajectory.certified_bound;
   if (!bound.empty() && std::isfinite(bound.back().second))
     md += "Certified bound (product of the layer factors, maximised over t): " +
-          number(bound.front().second) + " at step " + std::to_string(bound.front().first) +
-          ", " + number(bound.back().second) + " at step " + std::to_string(bound.back().first) +
-          ".\n\n";
+          number(bound.front().second) + " at step " + std::to_string(bound.front().first) + ", " +
+          number(bound.back().second) + " at step " + std::to_string(bound.back().first) + ".\n\n";
   return md;
 }
 
@@ -346,11 +347,10 @@ std::vector<std::vector<std::string>> tracking_rows(const TrainingTrajectory& tr
   std::vector<std::vector<std::string>> rows;
   for (const TrackedStepTrajectory& s : trajectory.tracked)
     for (size_t i = 0; i < s.mu_max.size(); ++i)
-      rows.push_back({std::to_string(s.mu_max[i].first), std::to_string(s.t),
-                      csv_number(s.snr_db), csv_number(s.mu_max[i].second),
-                      csv_number(s.mu_mean[i].second), csv_number(s.eps_max[i].second),
-                      csv_number(s.eps_mean[i].second), csv_number(s.log_concave_bound),
-                      csv_number(s.cme_lower),
+      rows.push_back({std::to_string(s.mu_max[i].first), std::to_string(s.t), csv_number(s.snr_db),
+                      csv_number(s.mu_max[i].second), csv_number(s.mu_mean[i].second),
+                      csv_number(s.eps_max[i].second), csv_number(s.eps_mean[i].second),
+                      csv_number(s.log_concave_bound), csv_number(s.cme_lower),
                       csv_number(s.exact_cme_max ? *s.exact_cme_max : kNaN)});
   return rows;
 }
@@ -375,7 +375,8 @@ Written write(const TrainingTrajectory& trajectory, const fs::path& dir) {
   std::vector<Plot> plots;
   if (!trajectory.loss.empty()) plots.push_back(loss_plot(trajectory, dir));
   for (Plot& plot : sigma_plots(trajectory, dir)) plots.push_back(std::move(plot));
-  if (!trajectory.certified_bound.empty() && std::isfinite(trajectory.certified_bound.back().second))
+  if (!trajectory.certified_bound.empty() &&
+      std::isfinite(trajectory.certified_bound.back().second))
     plots.push_back(bound_plot(trajectory, dir));
   for (const TrackedStepTrajectory& s : trajectory.tracked)
     if (!s.mu_max.empty()) plots.push_back(mu_plot(s, dir));

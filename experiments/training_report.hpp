@@ -38,8 +38,8 @@ struct TrackedStepTrajectory {
 };
 
 struct TrainingTrajectory {
-  std::string source;  // the metrics file
-  StepValues loss;     // the logged training losses
+  std::string source;               // the metrics file
+  StepValues loss;                  // the logged training losses
   StepValues train_loss, val_loss;  // per epoch, at the epoch's last step
   std::vector<LayerTrajectory> layers;
   StepValues certified_bound;

@@ -61,7 +61,8 @@ train::JacobianTrackerOptions tracker_options() {
 }
 
 // Trains with a JacobianTracker (and the GMM's exact values) into `dir`; returns the tracker.
-std::shared_ptr<train::JacobianTracker> train_tracked(const Setup& s, train::DpmTrainingConfig config,
+std::shared_ptr<train::JacobianTracker> train_tracked(const Setup& s,
+                                                      train::DpmTrainingConfig config,
                                                       const std::string& dir) {
   config.trainer.out_dir = dir;
   std::shared_ptr<train::JacobianTracker> tracker;
@@ -70,8 +71,7 @@ std::shared_ptr<train::JacobianTracker> train_tracked(const Setup& s, train::Dpm
                                const diffusion::Objective& objective) {
     const diffusion::GmmOracle oracle(s.gmm, objective.schedule());
     tracker = std::make_shared<train::JacobianTracker>(
-        model, objective.schedule(), objective.options().target, s.val, tracker_options(),
-        &oracle);
+        model, objective.schedule(), objective.options().target, s.val, tracker_options(), &oracle);
     return std::vector<std::shared_ptr<train::Callback>>{tracker};
   };
   train::train_dpm(config, s.train, Tensor(), {}, extras);
@@ -104,7 +104,8 @@ TEST_CASE("the tracker measures what the audit measures on the same checkpoint a
 
   // The audit of the saved checkpoint (the last weights: no validation, no EMA), with the
   // tracker's seed, clean rows and probe count, at the tracked steps.
-  diffusion::DpmCheckpoint checkpoint = diffusion::load_dpm_checkpoint(dir.file("run/best.safetensors"));
+  diffusion::DpmCheckpoint checkpoint =
+      diffusion::load_dpm_checkpoint(dir.file("run/best.safetensors"));
   const auto network = diffusion::make_predictor(checkpoint);
   experiments::AuditPlan plan;
   plan.seed = tracker_options().seed;
@@ -165,14 +166,14 @@ TEST_CASE("the tracker's options and state are checked", "[jacobian_tracker]") {
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(40);
   train::JacobianTrackerOptions bad = tracker_options();
   bad.every = 0;
-  CHECK_THROWS_WITH(train::JacobianTracker(model, schedule, diffusion::PredictionTarget::eps,
-                                           s.val, bad),
-                    Catch::Contains("every"));
+  CHECK_THROWS_WITH(
+      train::JacobianTracker(model, schedule, diffusion::PredictionTarget::eps, s.val, bad),
+      Catch::Contains("every"));
   bad = tracker_options();
   bad.snr_db = {};
-  CHECK_THROWS_WITH(train::JacobianTracker(model, schedule, diffusion::PredictionTarget::eps,
-                                           s.val, bad),
-                    Catch::Contains("snr_db"));
+  CHECK_THROWS_WITH(
+      train::JacobianTracker(model, schedule, diffusion::PredictionTarget::eps, s.val, bad),
+      Catch::Contains("snr_db"));
   train::JacobianTracker tracker(model, schedule, diffusion::PredictionTarget::eps, s.val,
                                  tracker_options());
   NamedTensors state = tracker.state_dict();

@@ -57,22 +57,24 @@ TEST_CASE("objective-study plan: JSON round trip, validation naming the field",
     o.first_step = 5;  // a step range of the base config does not carry over to vlb
     return o;
   }();
-  const diffusion::ObjectiveOptions is = plan.objective_options(ex::StudyObjective::vlb_importance, base);
+  const diffusion::ObjectiveOptions is =
+      plan.objective_options(ex::StudyObjective::vlb_importance, base);
   CHECK(is.loss == diffusion::LossKind::vlb);
   CHECK(is.importance_sampling);
   CHECK(is.target == diffusion::PredictionTarget::v);
   CHECK(is.first_step == 1);
-  CHECK(plan.objective_options(ex::StudyObjective::hybrid, base).hybrid_lambda == plan.hybrid_lambda);
+  CHECK(plan.objective_options(ex::StudyObjective::hybrid, base).hybrid_lambda ==
+        plan.hybrid_lambda);
 }
 
-TEST_CASE("a small objective study: every objective trained, tracked and evaluated; a rerun "
-          "reuses the trainings",
-          "[objective_study]") {
+TEST_CASE(
+    "a small objective study: every objective trained, tracked and evaluated, a rerun "
+    "reuses the trainings",
+    "[objective_study]") {
   TempDir dir("dpm_test_objective_study");
   Rng rng(23);
   const datasets::Gmm gmm = dpm::testing::random_mixture(rng, 4, 2, 1.0);
-  datasets::GmmDataset data =
-      datasets::sample_gmm_dataset(gmm, {512, 64, 64}, Shape{4}, Rng(3));
+  datasets::GmmDataset data = datasets::sample_gmm_dataset(gmm, {512, 64, 64}, Shape{4}, Rng(3));
   datasets::write_gmm_dataset(dir.file("gmm"), data, {{"test", true}});
   std::ofstream(dir.file("config.json"))
       << R"({"model": {"arch": "mlp", "width": 16, "depth": 1, "time_embedding_size": 8},
@@ -113,17 +115,15 @@ TEST_CASE("a small objective study: every objective trained, tracked and evaluat
   for (double snr : plan.denoise_snr)
     for (const char* estimator : {"tweedie", "mean-forwarding", "cme"}) {
       INFO(estimator << " at " << snr << " dB");
-      const auto it = std::find_if(results.oracle_denoise.begin(), results.oracle_denoise.end(),
-                                   [&](const auto& e) {
-                                     return e.estimator == estimator && e.snr_db == snr;
-                                   });
+      const auto it =
+          std::find_if(results.oracle_denoise.begin(), results.oracle_denoise.end(),
+                       [&](const auto& e) { return e.estimator == estimator && e.snr_db == snr; });
       REQUIRE(it != results.oracle_denoise.end());
       CHECK(std::isfinite(it->nmse));
     }
   const ex::report::Written written = ex::report::write(results, dir.file("report"));
   CHECK_THAT(written.markdown, Catch::Contains("vlb-importance") &&
-                                   Catch::Contains("eps* (exact)") &&
-                                   Catch::Contains("exact NLL"));
+                                   Catch::Contains("eps* (exact)") && Catch::Contains("exact NLL"));
   CHECK(fs::exists(dir.file("report/objectives.json")));
 
   // A rerun reuses every finished training and evaluates the same weights to the same numbers.

@@ -30,8 +30,8 @@ TEST_CASE("the training report reads a tracked run and says when the constant cr
   const fs::path metrics = dir.file("metrics.jsonl");
   auto scan = [](int64_t step, double mu) {
     return R"({"step": )" + std::to_string(step) + R"(, "epoch": 0, "loss": 0.5, "lr": 0.001, )" +
-           R"("jacobian_step": )" + std::to_string(step) + R"(, "jacobian": [{"t": 7, "snr_db": 0, )" +
-           R"("mu_max": )" + std::to_string(mu) +
+           R"("jacobian_step": )" + std::to_string(step) +
+           R"(, "jacobian": [{"t": 7, "snr_db": 0, )" + R"("mu_max": )" + std::to_string(mu) +
            R"(, "mu_mean": 0.9, "eps_max": 0.4, "eps_mean": 0.3, "converged": 4, )" +
            R"("log_concave_bound": 1.01, "cme_lower": 0.99, "exact_cme_max": 1.02, )" +
            R"("exact_cme_mean": 1.0}]})";
@@ -42,7 +42,8 @@ TEST_CASE("the training report reads a tracked run and says when the constant cr
   const experiments::TrainingTrajectory trajectory = experiments::read_training_metrics(metrics);
   REQUIRE(trajectory.tracked.size() == 1);
   CHECK(trajectory.tracked[0].mu_max.size() == 4);
-  const std::vector<experiments::CrossingSummary> summary = experiments::crossing_summary(trajectory);
+  const std::vector<experiments::CrossingSummary> summary =
+      experiments::crossing_summary(trajectory);
   REQUIRE(summary.size() == 1);
   REQUIRE(summary[0].first_above_bound);
   CHECK(*summary[0].first_above_bound == 30);
@@ -73,8 +74,8 @@ TEST_CASE("the training report renders a run without tracking and rejects malfor
   CHECK_FALSE(old.has_jacobian());
   CHECK_FALSE(old.has_spectral());
   const experiments::report::Written written = experiments::report::write(old, dir.file("report"));
-  CHECK_THAT(written.markdown, Catch::Contains("did not track them") &&
-                                   Catch::Contains("--track-jacobian"));
+  CHECK_THAT(written.markdown,
+             Catch::Contains("did not track them") && Catch::Contains("--track-jacobian"));
 
   write_lines(metrics, {R"({"step": 50, "loss": 0.9})", "not json", R"({"step": 60, "loss": 1})"});
   CHECK_THROWS_WITH(experiments::read_training_metrics(metrics),

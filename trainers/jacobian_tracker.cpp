@@ -36,7 +36,8 @@ void JacobianTrackerOptions::validate() const {
   if (snr_db.empty()) fail("snr_db", "is empty");
   for (double snr : snr_db)
     if (!std::isfinite(snr)) fail("snr_db", "holds a non-finite value");
-  if (probes < 1 || probes > 1024) fail("probes", "must be in 1..1024, got " + std::to_string(probes));
+  if (probes < 1 || probes > 1024)
+    fail("probes", "must be in 1..1024, got " + std::to_string(probes));
   if (!(tolerance >= 0 && tolerance <= 1)) fail("tolerance", "must be in 0..1");
   if (max_iterations < 3 || max_iterations > 1000)
     fail("max_iterations", "must be in 3..1000, got " + std::to_string(max_iterations));

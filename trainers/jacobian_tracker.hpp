@@ -37,12 +37,13 @@
 namespace dpm::train {
 
 struct JacobianTrackerOptions {
-  int64_t every = 250;                       // steps between scans
-  std::vector<double> snr_db{-10, 0, 10, 20};  // tracked steps: t_hat of each SNR (duplicates merged)
-  int64_t probes = 8;                        // probe points per tracked step
-  double tolerance = 1e-3;                   // of each measured norm
-  int max_iterations = 12;                   // Jacobian products per step and scan, at most
-  uint64_t seed = 0;                         // of the probe noise and the first directions
+  int64_t every = 250;  // steps between scans
+  std::vector<double> snr_db{-10, 0, 10,
+                             20};  // tracked steps: t_hat of each SNR (duplicates merged)
+  int64_t probes = 8;              // probe points per tracked step
+  double tolerance = 1e-3;         // of each measured norm
+  int max_iterations = 12;         // Jacobian products per step and scan, at most
+  uint64_t seed = 0;               // of the probe noise and the first directions
 
   void validate() const;  // throws std::invalid_argument naming the field
 };
@@ -85,8 +86,8 @@ class JacobianTracker : public Callback {
   JacobianTrackerOptions options_;
   std::vector<int64_t> steps_;
   std::vector<double> snr_of_step_;
-  Tensor probes_;      // [steps, P, ...]
-  Tensor directions_;  // [steps, P, n]; zero rows until the first scan
+  Tensor probes_;                       // [steps, P, ...]
+  Tensor directions_;                   // [steps, P, n]; zero rows until the first scan
   std::vector<TrackedStep> constants_;  // the bounds and exact values of each tracked step
   std::vector<TrackedStep> last_;
   int64_t last_step_ = 0;
