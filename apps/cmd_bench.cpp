@@ -21,12 +21,15 @@
 #include "apps/flag_config.hpp"
 #include "apps/flop_count.hpp"
 #include "autograd/kernels/gemm.hpp"
+#include "autograd/ops/arith.hpp"
 #include "autograd/threading.hpp"
 #include "diffusion/denoiser.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/prediction.hpp"
+#include "distributed/communicator.hpp"
 #include "nn/optim/adam.hpp"
 #include "trainers/dpm_training.hpp"
+#include "trainers/jacobian_tracker.hpp"
 #include "trainers/spectral_tracker.hpp"
 
 namespace dpm::cli {
@@ -34,7 +37,7 @@ namespace {
 
 struct BenchArgs {
   std::string model;
-  int64_t batch = 128, steps = 20, warmup = 3, track_every = 0;
+  int64_t batch = 128, steps = 20, warmup = 3, track_every = 0, track_jacobian = 0;
   int threads = 2;
   std::string json_file;
   bool denoiser = false;
@@ -121,12 +124,11 @@ void print_row(const char* what, double value, const char* unit) {
   std::printf("  %-30s %12.3f %s\n", what, value, unit);
 }
 
-// Training steps with and without the tracker in alternating blocks of `every` steps (the "with"
-// block ends on a multiple of `every`, so it holds exactly one scan), order swapped every pair so
-// drift cancels. Also times the scans themselves.
-nlohmann::json tracker_overhead(nn::NoiseModel& model, int64_t every, int64_t pairs,
+// Training steps with and without a tracker that scans every `every` steps in alternating blocks
+// of `every` steps (the "with" block ends on a multiple of `every`, so it holds exactly one
+// scan), order swapped every pair so drift cancels. Also times the scans themselves.
+nlohmann::json tracker_overhead(train::Callback& tracker, int64_t every, int64_t pairs,
                                 const std::function<void()>& train_step) {
-  train::SpectralTracker tracker(model, {.every = every});
   double with_ms = 0, without_ms = 0;
   std::vector<double> scan_ms, pair_ratios;
   int64_t step = 0;
@@ -167,19 +169,33 @@ nlohmann::json bench_training(const BenchArgs& args) {
   optim::Adam adam(model->arena(), {defaults.lr, {defaults.beta1, defaults.beta2}, defaults.eps});
 
   Rng data_rng(args.seed + 1), noise_rng(args.seed + 2);
-  datasets::Batch batch{random_batch(args.batch, sample_shape, data_rng), {}, {}};
+  datasets::Batch batch{random_batch(args.batch, sample_shape, data_rng), {}, {}, {}};
   for (int64_t i = 0; i < args.batch; ++i) batch.indices.push_back(i);
+  // Under mpirun, data-parallel as the Trainer is: this rank's shard of the batch, and the
+  // gradient arena all-reduced (timed on its own).
+  dist::Communicator& world = dist::Communicator::world();
+  const dist::Shard shard = dist::shard_of(args.batch, world.rank(), world.size());
+  if (world.distributed()) batch.shard = datasets::RowRange{shard.begin, shard.end};
+  const float share = static_cast<float>(shard.size()) / static_cast<float>(args.batch);
+  std::vector<double> allreduce_ms;
   // As Trainer::run_step: zero grad, loss (read, as the trainer checks it), backward, step.
   double last_loss = 0;
   auto train_step = [&] {
     adam.zero_grad();
     Variable loss = loss_fn(batch, noise_rng);
     last_loss = loss.item();
+    if (world.distributed()) loss = loss * share;
     loss.backward();
+    if (world.distributed()) {
+      Tensor& grads = adam.arena().grads();
+      allreduce_ms.push_back(time_ms([&] { world.allreduce_sum(grads.data(), grads.numel()); }));
+    }
     adam.step();
   };
 
   const std::vector<double> step_ms = timings(args.warmup, args.steps, train_step);
+  if (!allreduce_ms.empty())  // the timed steps' only
+    allreduce_ms.erase(allreduce_ms.begin(), allreduce_ms.end() - args.steps);
   if (!std::isfinite(last_loss))
     throw std::runtime_error("bench: the loss became " + std::to_string(last_loss));
 
@@ -221,11 +237,26 @@ nlohmann::json bench_training(const BenchArgs& args) {
       {"sgemm_gflops", sgemm},
       {"percent_of_sgemm", 100.0 * achieved / sgemm},
       {"roofline_step_ms", static_cast<double>(flops.training_step()) / (sgemm * 1e6)},
+      {"ranks", world.size()},
+      {"samples_per_s", static_cast<double>(args.batch) / (step_median / 1000)},
+      {"gradient_bytes", model->arena().grads().numel() * 4},
       {"final_loss", last_loss}};
+  if (!allreduce_ms.empty()) out["allreduce_ms_median"] = median(allreduce_ms);
+  auto pairs_for = [&](int64_t every) {
+    return std::max<int64_t>(2, (args.steps + every - 1) / every);
+  };
   if (args.track_every > 0) {
-    const int64_t pairs =
-        std::max<int64_t>(2, (args.steps + args.track_every - 1) / args.track_every);
-    out["tracker"] = tracker_overhead(*model, args.track_every, pairs, train_step);
+    train::SpectralTracker tracker(*model, {.every = args.track_every});
+    out["tracker"] =
+        tracker_overhead(tracker, args.track_every, pairs_for(args.track_every), train_step);
+  }
+  if (args.track_jacobian > 0) {  // dpmlab train --track-jacobian's defaults, probes of N(0, I)
+    train::JacobianTrackerOptions options;
+    options.every = args.track_jacobian;
+    train::JacobianTracker tracker(model, schedule, diffusion::PredictionTarget::eps,
+                                   random_batch(options.probes, sample_shape, data_rng), options);
+    out["jacobian_tracker"] =
+        tracker_overhead(tracker, args.track_jacobian, pairs_for(args.track_jacobian), train_step);
   }
   return out;
 }
@@ -242,12 +273,20 @@ void print_training(const nlohmann::json& r) {
   print_row("raw sgemm 1024^3", r["sgemm_gflops"], "GFLOP/s");
   print_row("achieved / sgemm", r["percent_of_sgemm"], "%");
   print_row("roofline step", r["roofline_step_ms"], "ms");
-  if (r.contains("tracker")) {
-    const nlohmann::json& t = r["tracker"];
-    const std::string every = "k = " + std::to_string(t["every"].get<long long>());
-    print_row(("tracker overhead, " + every).c_str(), t["overhead_ratio"], "x (paired blocks)");
-    print_row("tracker scan (median)", t["scan_ms_median"], "ms");
-    print_row("tracker overhead from scans", t["scan_overhead_ratio"], "x");
+  print_row("samples per second", r["samples_per_s"], "");
+  if (r.contains("allreduce_ms_median")) {
+    print_row("ranks (MPI, data-parallel)", r["ranks"], "");
+    print_row("gradient all-reduce (median)", r["allreduce_ms_median"], "ms");
+  }
+  for (const char* key : {"tracker", "jacobian_tracker"}) {
+    if (!r.contains(key)) continue;
+    const nlohmann::json& t = r[key];
+    const std::string name = std::string(key == std::string("tracker") ? "spectral" : "Jacobian") +
+                             " tracker",
+                      every = "k = " + std::to_string(t["every"].get<long long>());
+    print_row((name + " overhead, " + every).c_str(), t["overhead_ratio"], "x (paired blocks)");
+    print_row((name + " scan (median)").c_str(), t["scan_ms_median"], "ms");
+    print_row((name + " overhead from scans").c_str(), t["scan_overhead_ratio"], "x");
   }
 }
 
@@ -257,14 +296,18 @@ nlohmann::json bench_denoiser(const BenchArgs& args) {
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(300);
   diffusion::NetworkPredictor predictor(model, schedule, {.max_batch = args.batch});
   Rng data_rng(args.seed + 1), noise_rng(args.seed + 2);
-  const diffusion::DoubleBatch y =
-      diffusion::DoubleBatch::from_tensor(random_batch(args.batch, sample_shape, data_rng));
+  // Under mpirun each rank denoises its shard of the batch and the estimates are gathered.
+  dist::Communicator& world = dist::Communicator::world();
+  const dist::Shard shard = dist::shard_of(args.batch, world.rank(), world.size());
+  const diffusion::DoubleBatch y = diffusion::DoubleBatch::from_tensor(
+      random_batch(args.batch, sample_shape, data_rng).narrow(0, shard.begin, shard.size()));
   const double snr_db = 0.0;
   const diffusion::Estimator estimator;  // mean forwarding from t_hat
   diffusion::Denoised last;
   const std::vector<double> ms = timings(args.warmup, args.steps, [&] {
     last = diffusion::denoise(estimator, y, std::pow(10.0, snr_db / 10), predictor, schedule,
                               noise_rng);
+    world.allgather(last.x_hat.values);
   });
   const double batch_ms = median(ms);
   return {{"mode", "denoiser"},
@@ -274,6 +317,7 @@ nlohmann::json bench_denoiser(const BenchArgs& args) {
           {"snr_db", snr_db},
           {"batch", args.batch},
           {"threads", args.threads},
+          {"ranks", world.size()},
           {"runs", args.steps},
           {"warmup", args.warmup},
           {"start_step", last.start_step},
@@ -309,6 +353,7 @@ void run_bench(const CLI::App* command, BenchArgs args) {
   nlohmann::json result = args.denoiser ? bench_denoiser(args) : bench_training(args);
   result["peak_rss_mb"] = peak_rss_mb();
   result["load_average"] = {load_before, load_average()};
+  if (!dist::Communicator::world().is_root()) return;  // rank 0 reports
   if (args.denoiser)
     print_denoiser(result);
   else
@@ -349,6 +394,11 @@ void register_bench_command(CLI::App& app) {
       ->add_option("--track-every", args->track_every,
                    "Also measure the SpectralTracker's overhead at this k (0: off)")
       ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--track-jacobian", args->track_jacobian,
+                   "Also measure the JacobianTracker's overhead at this k (dpmlab train "
+                   "--track-jacobian; 0: off)")
+      ->check(CLI::NonNegativeNumber);
   command->add_option("--json", args->json_file, "Also write the figures to this JSON file");
   command->add_option("--seed", args->seed, "Weights and data");
   CLI::Option* denoiser = command->add_flag(
@@ -356,8 +406,9 @@ void register_bench_command(CLI::App& app) {
       "DM denoiser throughput instead: U-Net 1-D, T = 300, 0 dB, mean forwarding, eval mode");
   model->excludes(denoiser);
   command->callback([command, args] {
-    if (args->denoiser && args->track_every > 0)
-      throw CLI::ValidationError("--track-every", "applies to training, not to --denoiser");
+    if (args->denoiser && (args->track_every > 0 || args->track_jacobian > 0))
+      throw CLI::ValidationError(args->track_every > 0 ? "--track-every" : "--track-jacobian",
+                                 "applies to training, not to --denoiser");
     run_bench(command, *args);
   });
 }

@@ -20,10 +20,11 @@
 #include "datasets/data_files.hpp"
 #include "datasets/data_loader.hpp"
 #include "datasets/gmm.hpp"
-#include "diffusion/oracle.hpp"
 #include "datasets/idx.hpp"
-#include "experiments/training_report.hpp"
 #include "datasets/image_folder.hpp"
+#include "diffusion/oracle.hpp"
+#include "distributed/communicator.hpp"
+#include "experiments/training_report.hpp"
 #include "nn/lipschitz/spectral_scan.hpp"
 #include "nn/noise_model.hpp"
 #include "trainers/dpm_training.hpp"
@@ -39,6 +40,7 @@ struct TrainArgs {
   int64_t max_samples = 0;
   DiffusionFlags diffusion;
   std::string arch, loss, resume;
+  bool sync_batchnorm = false;
   int64_t batch = 0, epochs = 0, max_steps = 0, track_spectral = 0, track_jacobian = 0;
   double lr = 0, max_minutes = 0, ema = 0;
 };
@@ -150,6 +152,7 @@ train::DpmTrainingConfig build_config(const CLI::App* command, const TrainArgs& 
   if (given("--ema")) config.trainer.ema_decay = args.ema;
   if (given("--seed")) config.trainer.seed = config.init_seed = args.common.seed;
   if (given("--resume")) config.resume_from = args.resume;
+  if (args.sync_batchnorm) config.trainer.sync_batchnorm = true;
   if (args.common.quiet) config.trainer.progress = false;
   // A reused config.used.json names its run's directory; --out (or the default) otherwise.
   if (given("--out") || config.trainer.out_dir.empty()) config.trainer.out_dir = args.common.out;
@@ -197,11 +200,11 @@ tracker_callbacks(const TrainArgs& args, const train::DpmTrainingConfig& config,
   std::shared_ptr<datasets::Gmm> gmm;
   if (args.track_jacobian > 0) {
     if (args.track_jacobian % config.trainer.log_every != 0)
-      throw CLI::ValidationError(
-          "--track-jacobian", std::to_string(args.track_jacobian) +
-                                  " is not a multiple of the metrics interval log_every = " +
-                                  std::to_string(config.trainer.log_every) +
-                                  " (a scan is logged on a metrics line)");
+      throw CLI::ValidationError("--track-jacobian",
+                                 std::to_string(args.track_jacobian) +
+                                     " is not a multiple of the metrics interval log_every = " +
+                                     std::to_string(config.trainer.log_every) +
+                                     " (a scan is logged on a metrics line)");
     jacobian.emplace();
     jacobian->every = args.track_jacobian;
     jacobian->seed = config.trainer.seed;
@@ -250,14 +253,23 @@ void run_train(const CLI::App* command, TrainArgs& args) {
   train::DpmTrainingExtras extras;
   extras.checkpoint_metadata = {{datasets::kTrainingDataMetadataKey, data.describe.dump()}};
   extras.model_callbacks = tracker_callbacks(args, config, data);
-  std::printf(
-      "dpmlab train: %s on %lld training and %lld validation samples of shape %s from %s; "
-      "schedule %s; objective %s; writing into %s\n",
-      config.model.dump().c_str(), static_cast<long long>(data.train.size(0)),
-      static_cast<long long>(data.val.defined() ? data.val.size(0) : 0),
-      Shape(sample_dims).str().c_str(), args.data.c_str(), config.schedule.dump().c_str(),
-      config.objective.to_json().dump().c_str(), args.common.out.c_str());
-  std::fflush(stdout);
+  const dist::Communicator& world = dist::Communicator::world();
+  if (world.is_root()) {
+    std::printf(
+        "dpmlab train: %s on %lld training and %lld validation samples of shape %s from %s; "
+        "schedule %s; objective %s; writing into %s\n",
+        config.model.dump().c_str(), static_cast<long long>(data.train.size(0)),
+        static_cast<long long>(data.val.defined() ? data.val.size(0) : 0),
+        Shape(sample_dims).str().c_str(), args.data.c_str(), config.schedule.dump().c_str(),
+        config.objective.to_json().dump().c_str(), args.common.out.c_str());
+    if (world.distributed())
+      std::printf(
+          "Data-parallel on %d ranks (MPI): each computes a share of every batch of %lld; "
+          "BatchNorm statistics %s.\n",
+          world.size(), static_cast<long long>(config.trainer.batch_size),
+          config.trainer.sync_batchnorm ? "synchronised over the ranks" : "per rank");
+    std::fflush(stdout);
+  }
 
   train::DpmTrainingOutput output = train::train_dpm(config, data.train, data.val, {}, extras);
   const train::TrainResult& r = output.result;
@@ -265,6 +277,7 @@ void run_train(const CLI::App* command, TrainArgs& args) {
   if (r.reason == train::StopReason::non_finite)
     throw std::runtime_error("training stopped: " + r.message + " (try a lower --lr; metrics in " +
                              (out / "metrics.jsonl").string() + ")");
+  if (!world.is_root()) return;  // rank 0 reports and writes
   std::printf("Stopped (%s): %s.\n", train::stop_reason_name(r.reason), r.message.c_str());
   if (r.best_val_loss)
     std::printf("Best validation loss %.6g at epoch %lld; ", *r.best_val_loss,
@@ -279,10 +292,11 @@ void run_train(const CLI::App* command, TrainArgs& args) {
   if (std::filesystem::exists(out / "metrics.jsonl")) {
     const experiments::report::Written report = experiments::report::write(
         experiments::read_training_metrics(out / "metrics.jsonl"), out / "report");
-    std::printf("Wrote the training report %s (%zu plots; `dpmlab training-report %s` renders it "
-                "again, also mid-run).\n",
-                (out / "report" / "training.md").c_str(), report.plots.size(),
-                shell_word(args.common.out).c_str());
+    std::printf(
+        "Wrote the training report %s (%zu plots; `dpmlab training-report %s` renders it "
+        "again, also mid-run).\n",
+        (out / "report" / "training.md").c_str(), report.plots.size(),
+        shell_word(args.common.out).c_str());
   }
   if (r.reason == train::StopReason::interrupted)
     std::printf("Interrupted: the state is saved. Resume with:\n  %s\n",
@@ -342,6 +356,9 @@ void register_train_command(CLI::App& app) {
                    "eps_theta(., t) at the steps of -10, 0, 10 and 20 dB every K steps into "
                    "metrics.jsonl (a multiple of the metrics interval; 0: off)")
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
+  train->add_flag("--sync-batchnorm", args->sync_batchnorm,
+                  "data-parallel (mpirun): BatchNorm statistics over the whole global batch "
+                  "instead of each rank's share");
   train->add_option("--resume", args->resume, "continue from a resume.safetensors")
       ->check(CLI::ExistingFile);
   add_common_flags(train, args->common, "runs/train");

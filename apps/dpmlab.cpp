@@ -1,10 +1,28 @@
 // dpmlab: the command-line front end (train, audit, benchmark diffusion models).
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "apps/commands.hpp"
+#include "distributed/communicator.hpp"
+
+namespace {
+
+// On one rank of several, an error ends every rank: the others would wait for it in their next
+// collective.
+int fail(const std::string& message, int code) {
+  dpm::dist::Communicator& world = dpm::dist::Communicator::world();
+  if (world.distributed())
+    world.abort(message + " (" + world.describe() + "; ending every rank)", code);
+  std::cerr << message << '\n';
+  return code;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  // Under an MPI launcher, MPI starts here, before any thread does.
+  dpm::dist::Communicator::world();
   CLI::App app{
       "dpmlab: diffusion models from scratch, with Lipschitz audits and denoiser "
       "benchmarks.\nExample: dpmlab model summary --arch unet1d --length 64",
@@ -30,8 +48,7 @@ int main(int argc, char** argv) {
     // CLI11 prints the message (or the help); its own codes for parse errors vary, ours is 2.
     return app.exit(e) == 0 ? 0 : dpm::cli::kUsageErrorExitCode;
   } catch (const std::exception& e) {
-    std::cerr << "dpmlab: error: " << e.what() << '\n';
-    return 1;
+    return fail(std::string("dpmlab: error: ") + e.what(), 1);
   }
   return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "apps/common.hpp"
 #include "apps/flag_table.hpp"
+#include "distributed/communicator.hpp"
 #include "experiments/report/progress.hpp"
 
 namespace dpm::cli {
@@ -26,8 +27,13 @@ void run_experiment(const FlagTable<Plan>& flags, const std::string& label,
   const CommonArgs& common = flags.common();
   if (complete) complete(plan, common);
   start_run(common);
-  experiments::report::TerminalProgress progress(label, unit, common.quiet ? nullptr : stderr);
+  // Under mpirun every rank runs the experiment (those that shard their samples share them out);
+  // rank 0 alone shows progress and writes the report.
+  const bool root = dist::Communicator::world().is_root();
+  experiments::report::TerminalProgress progress(label, unit,
+                                                 common.quiet || !root ? nullptr : stderr);
   const auto results = flags.usage_errors([&] { return run(plan, progress); });
+  if (!root) return;
   write_used_config(common, plan.to_json());
   print_written(common, write(results, common.out), results.seconds);
 }

@@ -7,6 +7,7 @@
 // Also: seeded train/validation/test splits.
 #include <cstdint>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,21 @@
 
 namespace dpm::datasets {
 
+struct RowRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+
 struct Batch {
   Tensor data;                   // [b, ...]
   std::vector<int64_t> labels;   // b entries, or empty when the loader has no labels
   std::vector<int64_t> indices;  // rows of the dataset in this batch
+  // The rows a loss is computed on: all b, except in data-parallel training, where each rank
+  // takes its shard of the global batch (a loss that draws noise draws it for all b rows, so
+  // the result does not depend on the number of ranks; one that ignores this computes the whole
+  // batch, which is correct but redundant). Unset: all rows.
+  std::optional<RowRange> shard;
+  RowRange loss_rows() const { return shard ? *shard : RowRange{0, data.size(0)}; }
 };
 
 struct DataLoaderOptions {

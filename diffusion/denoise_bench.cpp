@@ -69,6 +69,16 @@ struct TestRows {
   }
 };
 
+// Rows [begin, begin + count) of a batch.
+DoubleBatch rows_of(const DoubleBatch& batch, int64_t begin, int64_t count) {
+  const int64_t row = batch.row_size();
+  DoubleBatch part{
+      batch.shape,
+      {batch.values.begin() + begin * row, batch.values.begin() + (begin + count) * row}};
+  part.shape[0] = count;
+  return part;
+}
+
 Rng estimator_stream(uint64_t seed, size_t snr_index) {
   return Rng(seed).split(2 * snr_index + 1);
 }
@@ -84,6 +94,15 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
                                                  NoisePredictor& predictor,
                                                  const DenoiseBenchOptions& options) {
   const TestRows rows(x_test, prior.dim, "run_denoise_bench");
+  dist::Communicator& ranks =
+      options.communicator ? *options.communicator : dist::Communicator::self();
+  const dist::Shard shard = dist::shard_of(rows.n, ranks.rank(), ranks.size());
+  // The estimates of every row from this rank's shard of them (in row order).
+  auto sharded = [&](const DoubleBatch& all, auto&& estimate) {
+    if (!ranks.distributed()) return estimate(all);
+    return ranks.allgather(shard.size() > 0 ? estimate(rows_of(all, shard.begin, shard.size()))
+                                            : std::vector<double>{});
+  };
   std::vector<DenoiseBenchEntry> entries;
   for (size_t s = 0; s < options.snr_db.size(); ++s) {
     const double snr_db = options.snr_db[s], sigma2 = datasets::snr_db_to_sigma2(snr_db);
@@ -108,20 +127,30 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
     };
 
     auto start = std::chrono::steady_clock::now();
-    record({"", "cme"}, prior.cme(y.values, prior.factorize(sigma2)), start);
+    const auto factors = prior.factorize(sigma2);
+    record({"", "cme"},
+           sharded(y, [&](const DoubleBatch& part) { return prior.cme(part.values, factors); }),
+           start);
     if (options.references) {
       start = std::chrono::steady_clock::now();
-      record({"", "lmmse"}, prior.lmmse(y.values, sigma2), start);
+      record({"", "lmmse"},
+             sharded(y, [&](const DoubleBatch& part) { return prior.lmmse(part.values, sigma2); }),
+             start);
       record({"", "ls"}, y.values, std::chrono::steady_clock::now());
     }
     for (const Estimator& estimator : options.estimators) {
-      Rng estimator_rng = estimator_stream(options.seed, s);
       start = std::chrono::steady_clock::now();
-      Denoised d = denoise(estimator, y, 1.0 / sigma2, predictor, schedule, estimator_rng);
       DenoiseBenchEntry entry{options.predictor, estimator.name(), schedule.T()};
-      entry.matched_step = d.matched_step;
-      entry.evaluations = d.evaluations;
-      record(std::move(entry), d.x_hat.values, start);
+      auto run = [&](const DoubleBatch& part) {
+        Rng estimator_rng = estimator_stream(options.seed, s);
+        Denoised d = denoise(estimator, part, 1.0 / sigma2, predictor, schedule, estimator_rng);
+        entry.matched_step = d.matched_step;
+        entry.evaluations = d.evaluations;
+        return std::move(d.x_hat.values);
+      };
+      std::vector<double> x_hat =
+          estimator.kind == EstimatorKind::posterior_mean ? run(y) : sharded(y, run);
+      record(std::move(entry), x_hat, start);
     }
   }
   return entries;

@@ -289,8 +289,19 @@ Objective::Objective(std::shared_ptr<nn::NoiseModel> model, Schedule schedule,
 }
 
 Variable Objective::loss(const Tensor& x0, Rng& rng) {
+  return loss(x0, rng, 0, batch_size_of(x0, "Objective::loss", "x0"));
+}
+
+Variable Objective::loss(const Tensor& x0, Rng& rng, int64_t begin, int64_t end) {
   const int64_t n = batch_size_of(x0, "Objective::loss", "x0");
+  if (begin < 0 || end > n || begin >= end)
+    throw std::invalid_argument("Objective::loss: rows [" + std::to_string(begin) + ", " +
+                                std::to_string(end) + ") of a batch of " + std::to_string(n));
   const bool adaptive = options_.importance_sampling && model_->is_training();
+  if (adaptive && end - begin != n)
+    throw std::invalid_argument(
+        "Objective::loss: importance-sampled steps need every row's terms; data-parallel "
+        "training (a shard of the batch) supports uniform steps only");
   // Before warm-up the sampler draws uniform steps, exactly as sample_steps does.
   StepBatch steps;
   if (adaptive) {
@@ -300,6 +311,11 @@ Variable Objective::loss(const Tensor& x0, Rng& rng) {
     steps.weights.assign(static_cast<size_t>(n), 1.0);
   }
   Tensor eps = randn(x0.shape(), rng);
+  if (end - begin != n) {
+    steps.steps = {steps.steps.begin() + begin, steps.steps.begin() + end};
+    steps.weights = {steps.weights.begin() + begin, steps.weights.begin() + end};
+    return loss(x0.narrow(0, begin, end - begin), steps, eps.narrow(0, begin, end - begin));
+  }
   std::vector<double> terms;
   Variable value = loss(x0, steps, eps, adaptive ? &terms : nullptr);
   if (adaptive) sampler_.record(steps.steps, terms);
@@ -360,7 +376,8 @@ std::function<Variable(const datasets::Batch&, Rng&)> make_loss_fn(
     std::shared_ptr<Objective> objective) {
   if (!objective) throw std::invalid_argument("make_loss_fn: objective is null");
   return [objective](const datasets::Batch& batch, Rng& rng) {
-    return objective->loss(batch.data, rng);
+    const datasets::RowRange rows = batch.loss_rows();
+    return objective->loss(batch.data, rng, rows.begin, rows.end);
   };
 }
 
@@ -378,39 +395,55 @@ BoundResult evaluate_bound(NoisePredictor& predictor, const Schedule& schedule, 
   if (options.batch_size < 1)
     throw std::invalid_argument("evaluate_bound: batch_size must be >= 1, got " +
                                 std::to_string(options.batch_size));
+  dist::Communicator& ranks =
+      options.communicator ? *options.communicator : dist::Communicator::self();
   const int64_t T = schedule.T();
   const int64_t batches = (n + options.batch_size - 1) / options.batch_size;
   Rng rng(options.seed);
   BoundResult result;
   result.samples = n;
   result.dims = sample_size(data);
-  result.per_step.assign(static_cast<size_t>(T) + 1, 0.0);
-  std::vector<double> per_sample(static_cast<size_t>(n), 0.0);
-  double prior_sum = 0;
+  // per_step [T + 1] then the prior, summed over this rank's rows, then over the ranks.
+  std::vector<double> sums(static_cast<size_t>(T) + 2, 0.0);
+  std::vector<double> per_sample;  // this rank's rows, in order
   int64_t done = 0;
   for (int64_t begin = 0; begin < n; begin += options.batch_size) {
     const int64_t length = std::min(options.batch_size, n - begin);
-    Tensor x0 = data.narrow(0, begin, length).contiguous();
-    double* bound_of = per_sample.data() + begin;
-    const std::vector<double> prior = prior_terms(schedule, x0);
-    for (int64_t i = 0; i < length; ++i) {
-      bound_of[i] += prior[static_cast<size_t>(i)];
-      prior_sum += prior[static_cast<size_t>(i)];
+    const dist::Shard shard = dist::shard_of(length, ranks.rank(), ranks.size());
+    const size_t first = per_sample.size();
+    per_sample.resize(first + static_cast<size_t>(shard.size()), 0.0);
+    double* bound_of = per_sample.data() + first;
+    Tensor x0;  // this rank's rows of the batch (none when there are fewer rows than ranks)
+    if (shard.size() > 0) {
+      x0 = data.narrow(0, begin + shard.begin, shard.size()).contiguous();
+      const std::vector<double> prior = prior_terms(schedule, x0);
+      for (int64_t i = 0; i < shard.size(); ++i) {
+        bound_of[i] += prior[static_cast<size_t>(i)];
+        sums.back() += prior[static_cast<size_t>(i)];
+      }
     }
+    std::vector<int64_t> batch_shape = data.shape().vec();
+    batch_shape[0] = length;
     for (int64_t t = 1; t <= T; ++t) {
-      Tensor eps = randn(x0.shape(), rng);
-      const std::vector<double> terms =
-          vlb_terms(predictor, schedule, x0, t, eps, options.reverse_variance);
-      for (int64_t i = 0; i < length; ++i) {
-        bound_of[i] += terms[static_cast<size_t>(i)];
-        result.per_step[static_cast<size_t>(t)] += terms[static_cast<size_t>(i)];
+      const Tensor noise = randn(Shape(batch_shape), rng);  // the whole batch's, as one process
+      if (shard.size() > 0) {
+        const Tensor eps = noise.narrow(0, shard.begin, shard.size()).contiguous();
+        const std::vector<double> terms =
+            vlb_terms(predictor, schedule, x0, t, eps, options.reverse_variance);
+        for (int64_t i = 0; i < shard.size(); ++i) {
+          bound_of[i] += terms[static_cast<size_t>(i)];
+          sums[static_cast<size_t>(t)] += terms[static_cast<size_t>(i)];
+        }
       }
       if (options.progress) options.progress(++done, batches * T);
     }
   }
+  ranks.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
+  per_sample = ranks.allgather(per_sample);
   const double count = static_cast<double>(n);
+  result.per_step.assign(sums.begin(), sums.end() - 1);
   for (double& term : result.per_step) term /= count;
-  result.prior = prior_sum / count;
+  result.prior = sums.back() / count;
   result.decoder = result.per_step[1];
   for (int64_t t = 2; t <= T; ++t) result.transitions += result.per_step[static_cast<size_t>(t)];
   result.bound = result.prior + result.transitions + result.decoder;

@@ -32,6 +32,7 @@
 #include "diffusion/prediction.hpp"
 #include "diffusion/reverse_variance.hpp"
 #include "diffusion/schedule.hpp"
+#include "distributed/communicator.hpp"
 #include "nn/noise_model.hpp"
 
 namespace dpm::diffusion {
@@ -139,6 +140,11 @@ class Objective {
   // eps ~ N(0, I), both from rng, and returns the loss. In training mode with importance
   // sampling on, the batch's terms are recorded in the sampler.
   Variable loss(const Tensor& x0, Rng& rng);
+  // The loss of rows [begin, end) of x0 (their mean), with the steps and noise drawn for all of
+  // x0's rows exactly as loss(x0, rng) draws them: a data-parallel rank computes its shard of a
+  // global batch with the draws the whole batch would get, so the result does not depend on how
+  // many ranks share it. Importance sampling needs every row's terms: only for all rows.
+  Variable loss(const Tensor& x0, Rng& rng, int64_t begin, int64_t end);
   // The same for given steps, weights and noise (deterministic). `terms`, when given, receives
   // each sample's step term in nats/dim (vlb and hybrid).
   Variable loss(const Tensor& x0, const StepBatch& steps, const Tensor& eps,
@@ -170,6 +176,10 @@ struct BoundOptions {
   uint64_t seed = 0;          // the noise draws
   // Called after every predictor evaluation with (done, total).
   std::function<void(int64_t, int64_t)> progress;
+  // The ranks that share the work (nullptr: this process alone). Each evaluates its shard of
+  // every batch's rows, drawing the noise of the whole batch as one process does, so the result
+  // does not depend on the number of ranks up to float summation order. Collective.
+  dist::Communicator* communicator = nullptr;
 };
 
 // The bound over a dataset, nats/dim, every step evaluated (one noise draw per sample and step).

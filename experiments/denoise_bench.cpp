@@ -172,6 +172,7 @@ struct Bench {
     options.predictor = c.label;
     options.sample_shape = c.sample_shape;
     options.example_rows = grid_rows;
+    options.communicator = &dist::Communicator::world();  // under mpirun: the rows shared out
     options.on_entry = [&](const DenoiseBenchEntry& e) {
       const auto at = std::find(options.snr_db.begin(), options.snr_db.end(), e.snr_db);
       progress.status(unit.stage() + ", SNR " + std::to_string(at - options.snr_db.begin() + 1) +

@@ -96,6 +96,7 @@ NllBoundResults run(const NllBoundPlan& given, report::Progress& progress) {
     diffusion::BoundOptions options;
     options.seed = in.plan.seed;
     options.reverse_variance = unit.variance;
+    options.communicator = &dist::Communicator::world();  // under mpirun: the rows shared out
     options.progress = [&](int64_t done, int64_t total) {
       progress.status(unit.stage() + ": " + std::to_string(done) + "/" + std::to_string(total) +
                       " evaluations");

@@ -10,6 +10,7 @@ packages=(
   catch2 libbenchmark-dev
   libcli11-dev nlohmann-json3-dev
   gnuplot-nox
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 # Extra packages can be requested by callers (e.g. the sanitizer pass needs clang).

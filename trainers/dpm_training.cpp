@@ -8,6 +8,7 @@
 
 #include "autograd/io/safetensors.hpp"
 #include "diffusion/checkpoint.hpp"
+#include "distributed/communicator.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/config_reader.hpp"
 #include "nn/mlp.hpp"
@@ -106,6 +107,8 @@ void read_training(const nlohmann::json& section, DpmTrainingConfig& c) {
   t.out_dir = reader.string("out_dir", t.out_dir);
   t.seed = static_cast<uint64_t>(reader.integer("seed", static_cast<int64_t>(t.seed), 0));
   t.progress = reader.boolean("progress", t.progress);
+  t.weight_check_every = reader.integer("weight_check_every", t.weight_check_every, 0);
+  t.sync_batchnorm = reader.boolean("sync_batchnorm", t.sync_batchnorm);
   c.init_seed =
       static_cast<uint64_t>(reader.integer("init_seed", static_cast<int64_t>(c.init_seed), 0));
   c.resume_from = reader.string("resume_from", c.resume_from);
@@ -129,6 +132,8 @@ nlohmann::json training_json(const DpmTrainingConfig& c) {
           {"out_dir", t.out_dir},
           {"seed", t.seed},
           {"progress", t.progress},
+          {"weight_check_every", t.weight_check_every},
+          {"sync_batchnorm", t.sync_batchnorm},
           {"init_seed", c.init_seed},
           {"resume_from", c.resume_from}};
 }
@@ -250,7 +255,9 @@ DpmTrainingOutput train_dpm(const DpmTrainingConfig& config, const Tensor& train
     if (!options.checkpoint_metadata.emplace(key, value).second)
       throw std::invalid_argument("train_dpm: extra checkpoint metadata key '" + key +
                                   "' is one train_dpm writes itself");
-  if (!options.out_dir.empty()) {
+  const dist::Communicator& ranks =
+      options.communicator ? *options.communicator : dist::Communicator::world();
+  if (!options.out_dir.empty() && ranks.is_root()) {
     std::filesystem::create_directories(options.out_dir);
     std::ofstream out(std::filesystem::path(options.out_dir) / "config.used.json");
     out << config.to_json().dump(2) << "\n";

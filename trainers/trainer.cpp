@@ -12,7 +12,9 @@
 #include <stdexcept>
 
 #include "autograd/io/safetensors.hpp"
+#include "autograd/ops/arith.hpp"
 #include "autograd/progress_line.hpp"
+#include "nn/batchnorm.hpp"
 #include "nn/checkpoint.hpp"
 
 namespace dpm::train {
@@ -84,6 +86,13 @@ Rng::State as_rng_state(const nlohmann::json& value) {
   return state;
 }
 
+// Gives every BatchNorm of the model the reducer: statistics over the whole global batch.
+void synchronize_batch_statistics(nn::Module& module, const StatisticsReducer& reduce) {
+  if (auto* norm = dynamic_cast<nn::BatchNorm*>(&module)) norm->set_statistics_reducer(reduce);
+  for (const auto& [name, child] : module.named_children())
+    synchronize_batch_statistics(*child, reduce);
+}
+
 }  // namespace
 
 const char* stop_reason_name(StopReason reason) {
@@ -114,7 +123,8 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, LossFn loss, Te
       loader_(train_data, {options_.batch_size, true, true}, Rng(options_.seed).split(kDataStream)),
       noise_rng_(Rng(options_.seed).split(kNoiseStream)),
       loss_spikes_(options_.spike),
-      grad_norm_spikes_(options_.spike) {
+      grad_norm_spikes_(options_.spike),
+      comm_(options_.communicator ? *options_.communicator : dist::Communicator::world()) {
   if (&optimizer_.arena() != &model_.arena())
     throw std::invalid_argument("Trainer: the optimizer must be built on model.arena()");
   if (train_data.size(0) < options_.batch_size)
@@ -126,13 +136,22 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, LossFn loss, Te
     throw std::invalid_argument(
         "Trainer: max_epochs and log_every must be >= 1; steps_per_epoch, max_steps, "
         "resume_every and grad_clip must be >= 0");
+  if (options_.batch_size < comm_.size())
+    throw std::invalid_argument("Trainer: batch_size " + std::to_string(options_.batch_size) +
+                                " is smaller than the " + std::to_string(comm_.size()) +
+                                " ranks (each takes a share of every batch)");
+  if (options_.weight_check_every < 0)
+    throw std::invalid_argument("Trainer: weight_check_every must be >= 0");
   if (options_.ema_decay < 0 || options_.ema_decay >= 1)
     throw std::invalid_argument("Trainer: ema_decay must be in [0, 1), got " +
                                 std::to_string(options_.ema_decay));
   if (options_.lr_schedule) schedule_ = optim::make_lr_schedule(*options_.lr_schedule);
   if (options_.ema_decay > 0)
     ema_ = std::make_unique<optim::Ema>(optimizer_.arena(), options_.ema_warmup);
-  if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
+  if (writes_files()) std::filesystem::create_directories(options_.out_dir);
+  if (options_.sync_batchnorm && comm_.distributed())
+    synchronize_batch_statistics(
+        model_, [this](double* values, int64_t count) { comm_.allreduce_sum(values, count); });
 }
 
 Trainer::~Trainer() = default;
@@ -155,8 +174,32 @@ int64_t Trainer::steps_per_epoch() const {
   return options_.steps_per_epoch > 0 ? options_.steps_per_epoch : loader_.batches_per_epoch();
 }
 
+bool Trainer::writes_files() const {
+  return !options_.out_dir.empty() && comm_.is_root();
+}
+
+std::optional<datasets::RowRange> Trainer::shard_of_batch(int64_t batch_rows) const {
+  if (!comm_.distributed()) return std::nullopt;
+  const dist::Shard shard = dist::shard_of(batch_rows, comm_.rank(), comm_.size());
+  return datasets::RowRange{shard.begin, shard.end};
+}
+
+void Trainer::check_weights_agree() const {
+  const Tensor& values = optimizer_.arena().values();
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over the weights' bytes
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  for (size_t i = 0; i < static_cast<size_t>(values.numel()) * sizeof(float); ++i)
+    hash = (hash ^ bytes[i]) * 1099511628211ull;
+  const auto [low, high] = comm_.min_max(hash);
+  if (low != high)
+    throw std::runtime_error("Trainer: the weights differ between ranks at step " +
+                             std::to_string(step_) +
+                             " (data-parallel ranks must apply identical steps; checksums " +
+                             std::to_string(low) + " and " + std::to_string(high) + ")");
+}
+
 void Trainer::log(const nlohmann::json& record) {
-  if (options_.out_dir.empty()) return;
+  if (!writes_files()) return;
   std::ofstream out(metrics_path(), std::ios::app);
   out << record.dump() << '\n';
   if (!out) throw std::runtime_error("Trainer: cannot append to " + metrics_path());
@@ -169,19 +212,20 @@ double Trainer::evaluate(const Tensor& data) {
   NoGradGuard no_grad;
   Rng rng = Rng(options_.seed).split(kValidationStream);  // the same noise at every evaluation
   datasets::DataLoader loader(data, {options_.batch_size, false, false});
-  double sum = 0;
-  int64_t count = 0;
-  for (const datasets::Batch& batch : loader) {
-    int64_t b = batch.data.size(0);
-    sum += loss_(batch, rng).item() * static_cast<double>(b);
-    count += b;
+  double totals[2] = {0, 0};  // loss sum, rows
+  for (datasets::Batch batch : loader) {
+    batch.shard = shard_of_batch(batch.data.size(0));
+    const auto b = static_cast<double>(batch.loss_rows().size());
+    totals[0] += loss_(batch, rng).item() * b;
+    totals[1] += b;
   }
+  comm_.allreduce_sum(totals, 2);
   model_.train(was_training);
-  return sum / static_cast<double>(count);
+  return totals[0] / totals[1];
 }
 
 void Trainer::save_best() {
-  if (options_.out_dir.empty()) return;
+  if (!writes_files()) return;
   EmaScope ema_weights(ema_.get());
   auto metadata = options_.checkpoint_metadata;
   metadata["dpmlab.step"] = std::to_string(step_);
@@ -355,10 +399,22 @@ void Trainer::resume(const std::string& path) {
 
 bool Trainer::run_step(TrainResult& result, double& running_loss) {
   datasets::Batch batch = loader_.next_batch();
+  batch.shard = shard_of_batch(batch.data.size(0));
   if (schedule_) optimizer_.set_lr((*schedule_)(step_));
   optimizer_.zero_grad();
   Variable loss = loss_(batch, noise_rng_);
   double value = loss.item();
+  if (comm_.distributed()) {
+    // The global batch's loss is the rows-weighted sum of the shards'; SIGINT on any rank stops
+    // all of them after this step. One all-reduce for both.
+    const double share =
+        static_cast<double>(batch.loss_rows().size()) / static_cast<double>(batch.data.size(0));
+    double packed[2] = {value * share, g_interrupted ? 1.0 : 0.0};
+    comm_.allreduce_sum(packed, 2);
+    value = packed[0];
+    interrupted_ = packed[1] > 0;
+    loss = loss * static_cast<float>(share);
+  }
   const int64_t this_step = step_ + 1;
   if (!std::isfinite(value)) {
     result.reason = StopReason::non_finite;
@@ -370,6 +426,7 @@ bool Trainer::run_step(TrainResult& result, double& running_loss) {
   }
   loss.backward();
   nn::ParameterArena& arena = optimizer_.arena();
+  comm_.allreduce_sum(arena.grads().data(), arena.grads().numel());
   if (auto bad = arena.first_nonfinite_grad()) {
     result.reason = StopReason::non_finite;
     result.message = "gradient of '" + *bad + "' is not finite at step " +
@@ -397,7 +454,10 @@ bool Trainer::run_step(TrainResult& result, double& running_loss) {
   }
   for (const auto& cb : callbacks_) cb->on_step(info, record);
   if (info.logging || spike) log(record);
-  if (options_.resume_every > 0 && step_ % options_.resume_every == 0 && !options_.out_dir.empty())
+  if (comm_.distributed() && options_.weight_check_every > 0 &&
+      step_ % options_.weight_check_every == 0)
+    check_weights_agree();
+  if (options_.resume_every > 0 && step_ % options_.resume_every == 0 && writes_files())
     save_resume(resume_path());
   return true;
 }
@@ -461,7 +521,7 @@ TrainResult Trainer::fit() {
   const int64_t start_step = step_;
   // A resumed run counts and times the steps it has left, so its rate and ETA are its own.
   ProgressLine progress("train", std::max<int64_t>(0, total - start_step), "steps",
-                        options_.progress ? stderr : nullptr);
+                        options_.progress && comm_.is_root() ? stderr : nullptr);
   double running_loss = 0;
   bool stop = false;
 
@@ -476,7 +536,8 @@ TrainResult Trainer::fit() {
       std::snprintf(status, sizeof status, "epoch %lld | loss %.4g | lr %.3g",
                     static_cast<long long>(epoch_ + 1), running_loss, optimizer_.lr());
       progress.update(step_ - start_step, status);
-      if (g_interrupted) {
+      // One process stops after the step a SIGINT arrives in; ranks after the step they agreed on.
+      if (comm_.distributed() ? interrupted_ : g_interrupted != 0) {
         result.reason = StopReason::interrupted;
         result.message = "interrupted (SIGINT) at step " + std::to_string(step_);
       } else if (options_.max_steps > 0 && step_ >= options_.max_steps) {
@@ -511,8 +572,8 @@ TrainResult Trainer::fit() {
     }
   }
   elapsed_before_ = elapsed();
-  if (!options_.out_dir.empty() && result.reason != StopReason::non_finite)
-    save_resume(resume_path());
+  if (writes_files() && result.reason != StopReason::non_finite) save_resume(resume_path());
+  comm_.barrier();  // the other ranks read what rank 0 wrote only once it is there
 
   result.steps = step_;
   result.epochs = epoch_;

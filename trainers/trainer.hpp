@@ -5,6 +5,13 @@
 // EMA, every RNG stream, the data position, callback state), clean exit on SIGINT, a stop
 // naming the step and the layer when a loss or gradient is not finite, and a warning when either
 // spikes (SpikeDetector). Metrics go to JSONL.
+//
+// Data-parallel over MPI (docs/distributed.md): with R ranks in dist::Communicator::world(),
+// every rank draws the same global batch and the same noise (one seed), computes the loss of its
+// shard of the rows (Batch::shard), and the flat gradient arena is all-reduced in one call per
+// step, so every rank applies the same optimizer step to the same weights; the result does not
+// depend on R up to float summation order (BatchNorm: with sync_batchnorm). Rank 0 alone writes
+// files and the progress line; a SIGINT on any rank stops every rank after the same step.
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +25,7 @@
 #include "autograd/rng.hpp"
 #include "autograd/state_dict.hpp"
 #include "datasets/data_loader.hpp"
+#include "distributed/communicator.hpp"
 #include "nn/module.hpp"
 #include "nn/optim/ema.hpp"
 #include "nn/optim/lr_schedule.hpp"
@@ -47,6 +55,14 @@ struct TrainerOptions {
   bool progress = true;  // the progress line on stderr
   // Loss and gradient-norm spike alarm: a warning on stderr and "spike": true in the metrics.
   SpikeDetectorOptions spike;
+  // Data-parallel training (more than one rank in dist::Communicator::world()): steps between
+  // checks that every rank holds the same weights (a checksum all-reduce; 0: never), and whether
+  // BatchNorm layers normalise with the statistics of the whole global batch (synchronised, one
+  // all-reduce per layer and pass) instead of their rank's shard (the default, as PyTorch's DDP).
+  int64_t weight_check_every = 100;
+  bool sync_batchnorm = false;
+  // The ranks that train together; nullptr: dist::Communicator::world() (not in the JSON).
+  dist::Communicator* communicator = nullptr;
 };
 
 // The loss of one batch; `rng` is the trainer's noise stream (saved in resume files).
@@ -150,6 +166,10 @@ class Trainer {
   bool detect_spikes(int64_t step, double loss, double grad_norm);
   void end_epoch(TrainResult& result, double train_loss);
   void log(const nlohmann::json& record);
+  bool writes_files() const;  // out_dir set, and rank 0
+  // The global batch's rows this rank computes (unset on a single process).
+  std::optional<datasets::RowRange> shard_of_batch(int64_t batch_rows) const;
+  void check_weights_agree() const;
   void save_best();
   int64_t steps_per_epoch() const;
 
@@ -165,6 +185,9 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   SpikeDetector loss_spikes_;
   SpikeDetector grad_norm_spikes_;
+
+  dist::Communicator& comm_;
+  bool interrupted_ = false;  // SIGINT on any rank, agreed on at the last step
 
   int64_t step_ = 0;
   int64_t epoch_ = 0;

@@ -1,0 +1,262 @@
+// Data-parallel training over MPI (distributed/, trainers/trainer.hpp). The binary runs alone
+// (one rank: ctest's own entries) and under `mpirun -np 2` (the mpi_* entries of
+// tests/CMakeLists.txt); each case checks what holds at the rank count it finds:
+//   - the same seed and rank count give bitwise-identical weights,
+//   - one rank (also under mpirun -np 1) equals a single-process run bitwise,
+//   - two ranks match the single-process run with the same global batch to float summation
+//     tolerance: the MLP's weights, and the U-Net's function with synchronised BatchNorm
+//     statistics (the measured differences are printed);
+//   - the sharded bound and denoising table equal the single process's.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "autograd/rng.hpp"
+#include "autograd/variable.hpp"
+#include "diffusion/denoise_bench.hpp"
+#include "diffusion/objective.hpp"
+#include "diffusion/oracle.hpp"
+#include "distributed/communicator.hpp"
+#include "tests/oracle_fixtures.hpp"
+#include "trainers/dpm_training.hpp"
+
+using namespace dpm;
+using dist::Communicator;
+
+namespace {
+
+struct Data {
+  Tensor train;
+};
+
+Data gmm_data(int64_t dim) {
+  Rng rng(41);
+  const datasets::Gmm gmm = dpm::testing::random_mixture(rng, dim, 3, 1.0);
+  return {gmm.sample(512, rng)};
+}
+
+// Trains `config` on the ranks of `comm`.
+std::shared_ptr<nn::NoiseModel> trained(train::DpmTrainingConfig config, const Tensor& train,
+                                        Communicator& comm) {
+  config.trainer.communicator = &comm;
+  config.trainer.progress = false;
+  return train::train_dpm(config, train, Tensor()).model;
+}
+
+std::vector<float> weights_of(nn::NoiseModel& model) {
+  const Tensor& values = model.arena().values();
+  return {values.data(), values.data() + values.numel()};
+}
+
+std::vector<float> trained_weights(const train::DpmTrainingConfig& config, const Tensor& train,
+                                   Communicator& comm) {
+  return weights_of(*trained(config, train, comm));
+}
+
+// The network's outputs on the first rows of `x` at mixed steps, in training mode (batch
+// statistics): what a model computes, blind to parameters it does not depend on.
+std::vector<float> outputs_of(nn::NoiseModel& model, const Tensor& x) {
+  NoGradGuard no_grad;
+  model.train();
+  std::vector<int64_t> t;
+  for (int64_t i = 0; i < x.size(0); ++i) t.push_back(i % 20);
+  const Tensor out = model.forward(Variable(x), t).data().contiguous();
+  return {out.data(), out.data() + out.numel()};
+}
+
+// max_i |a_i - b_i| / max_i |b_i|.
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return diff / scale;
+}
+
+train::DpmTrainingConfig mlp_config() {
+  train::DpmTrainingConfig config;
+  config.model = {
+      {"arch", "mlp"}, {"dim", 6}, {"width", 32}, {"depth", 2}, {"time_embedding_size", 8}};
+  config.schedule = diffusion::Schedule::paper_linear(20).to_json();
+  config.optimizer.lr = 1e-3;
+  config.trainer.batch_size = 64;
+  config.trainer.max_steps = 300;
+  config.trainer.weight_check_every = 50;
+  return config;
+}
+
+train::DpmTrainingConfig unet_config() {
+  train::DpmTrainingConfig config;
+  config.model = {{"arch", "unet1d"},      {"data_channels", 1},
+                  {"base_channels", 4},    {"channel_multipliers", {1, 2}},
+                  {"blocks_per_level", 1}, {"time_embedding_size", 8},
+                  {"time_hidden_size", 16}};
+  config.schedule = diffusion::Schedule::paper_linear(20).to_json();
+  config.optimizer.lr = 1e-3;
+  config.trainer.batch_size = 32;
+  config.trainer.max_steps = 100;
+  config.trainer.sync_batchnorm = true;
+  return config;
+}
+
+// Where a rank count's result is compared: bitwise on one rank, to `tolerance` on more.
+void check_against_single_process(const char* what, const std::vector<float>& ranks,
+                                  const std::vector<float>& single, double tolerance) {
+  Communicator& world = Communicator::world();
+  REQUIRE(ranks.size() == single.size());
+  const double difference = relative_difference(ranks, single);
+  if (world.is_root())
+    std::printf("%s: %d rank(s) against one process: max |a_R - a_1| / max |a_1| = %.3g\n", what,
+                world.size(), difference);
+  if (!world.distributed())
+    CHECK(ranks == single);
+  else
+    CHECK(difference < tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("shards split rows contiguously, larger shares first, covering each row once",
+          "[distributed]") {
+  for (int size : {1, 2, 3, 7})
+    for (int64_t total : {0, 1, 5, 64, 100}) {
+      int64_t next = 0;
+      for (int rank = 0; rank < size; ++rank) {
+        const dist::Shard s = dist::shard_of(total, rank, size);
+        CHECK(s.begin == next);
+        CHECK(s.size() >= total / size);
+        CHECK(s.size() <= total / size + 1);
+        next = s.end;
+      }
+      CHECK(next == total);
+    }
+  CHECK_THROWS_WITH(dist::shard_of(10, 2, 2), Catch::Contains("rank 2 of 2"));
+}
+
+TEST_CASE("collectives: sums, maxima, min-max and gathers over the ranks", "[distributed]") {
+  Communicator& world = Communicator::world();
+  const int R = world.size(), r = world.rank();
+  std::vector<double> sums{static_cast<double>(r + 1), 1.0};
+  world.allreduce_sum(sums.data(), 2);
+  CHECK(sums[0] == R * (R + 1) / 2.0);
+  CHECK(sums[1] == R);
+  float floats[3] = {0.5f, 1.0f, static_cast<float>(r)};
+  world.allreduce_sum(floats, 3);
+  CHECK(floats[0] == 0.5f * R);
+  double largest = r;
+  world.allreduce_max(&largest, 1);
+  CHECK(largest == R - 1);
+  const auto [low, high] = world.min_max(static_cast<uint64_t>(10 + r));
+  CHECK(low == 10);
+  CHECK(high == static_cast<uint64_t>(10 + R - 1));
+  std::vector<double> mine(static_cast<size_t>(r + 1), static_cast<double>(r));
+  const std::vector<double> all = world.allgather(mine);
+  CHECK(all.size() == static_cast<size_t>(R * (R + 1) / 2));
+  CHECK(std::is_sorted(all.begin(), all.end()));
+  double root_value = r == 0 ? 3.25 : -1.0;
+  world.broadcast(&root_value, 1);
+  CHECK(root_value == 3.25);
+  CHECK(Communicator::self().size() == 1);
+}
+
+TEST_CASE("data-parallel MLP: bitwise repeatable, and the single-process run's weights",
+          "[distributed]") {
+  const Data data = gmm_data(6);
+  Communicator& world = Communicator::world();
+  const std::vector<float> first = trained_weights(mlp_config(), data.train, world);
+  const std::vector<float> second = trained_weights(mlp_config(), data.train, world);
+  CHECK(first == second);
+  const std::vector<float> single = trained_weights(mlp_config(), data.train, Communicator::self());
+  check_against_single_process("MLP, 300 steps: weights", first, single, 1e-3);
+}
+
+TEST_CASE(
+    "data-parallel U-Net with synchronised BatchNorm statistics: bitwise repeatable, and "
+    "the single-process run's function",
+    "[distributed]") {
+  Data data = gmm_data(8);
+  data.train = data.train.reshape(Shape{data.train.size(0), 1, 8});
+  const Tensor probe = data.train.narrow(0, 0, 32);
+  Communicator& world = Communicator::world();
+  const auto model = trained(unet_config(), data.train, world);
+  CHECK(weights_of(*model) == trained_weights(unet_config(), data.train, world));
+  const auto single = trained(unet_config(), data.train, Communicator::self());
+  // The weights of the convs that feed a BatchNorm have a zero gradient up to rounding, and
+  // Adam turns rounding noise into steps of size lr (sign(g) on the first step): those weights
+  // differ by O(lr) between any two summation orders while the network's function does not.
+  // So the function is compared; the weights' difference is printed for the record.
+  const double weights = relative_difference(weights_of(*model), weights_of(*single));
+  if (world.is_root())
+    std::printf(
+        "U-Net, synchronised BatchNorm, 100 steps: weights max |w_R - w_1| / max |w_1| "
+        "= %.3g\n",
+        weights);
+  check_against_single_process("U-Net, synchronised BatchNorm, 100 steps: outputs",
+                               outputs_of(*model, probe), outputs_of(*single, probe), 1e-3);
+  if (world.distributed()) {  // per-rank statistics are another model of the batch
+    train::DpmTrainingConfig per_rank = unet_config();
+    per_rank.trainer.sync_batchnorm = false;
+    const auto local = trained(per_rank, data.train, world);
+    const double difference =
+        relative_difference(outputs_of(*local, probe), outputs_of(*single, probe));
+    if (world.is_root())
+      std::printf(
+          "U-Net, per-rank BatchNorm statistics, 100 steps: outputs max |f_R - f_1| / "
+          "max |f_1| = %.3g\n",
+          difference);
+    CHECK(difference > relative_difference(outputs_of(*model, probe), outputs_of(*single, probe)));
+  }
+}
+
+TEST_CASE("importance-sampled steps are refused on a shard of the batch", "[distributed]") {
+  Communicator& world = Communicator::world();
+  if (!world.distributed()) return;  // one rank computes every row
+  train::DpmTrainingConfig config = mlp_config();
+  config.objective.loss = diffusion::LossKind::vlb;
+  config.objective.importance_sampling = true;
+  config.trainer.max_steps = 5;
+  CHECK_THROWS_WITH(trained_weights(config, gmm_data(6).train, world),
+                    Catch::Contains("importance-sampled"));
+}
+
+TEST_CASE("sharded evaluation: the bound and the denoising table equal one process's",
+          "[distributed]") {
+  Rng rng(43);
+  const datasets::Gmm gmm = dpm::testing::random_mixture(rng, 4, 3, 1.0);
+  const Tensor rows = gmm.sample(37, rng);  // not a multiple of the ranks
+  const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(20);
+  diffusion::GmmOracle oracle(gmm, schedule);
+  Communicator& world = Communicator::world();
+
+  diffusion::BoundOptions options;
+  options.batch_size = 16;  // three batches, each split over the ranks
+  const diffusion::BoundResult single = diffusion::evaluate_bound(oracle, schedule, rows, options);
+  options.communicator = &world;
+  const diffusion::BoundResult shared = diffusion::evaluate_bound(oracle, schedule, rows, options);
+  CHECK(shared.samples == single.samples);
+  CHECK(shared.bound == Approx(single.bound).epsilon(1e-12));
+  CHECK(shared.std_error == Approx(single.std_error).epsilon(1e-9));
+  for (int64_t t = 1; t <= schedule.T(); ++t)
+    CHECK(shared.per_step[t] == Approx(single.per_step[t]).epsilon(1e-12));
+
+  diffusion::DenoiseBenchOptions bench;
+  bench.snr_db = {0, 10};
+  bench.estimators = {diffusion::Estimator{},
+                      diffusion::Estimator{diffusion::EstimatorKind::tweedie}};
+  const auto alone = diffusion::run_denoise_bench(gmm, rows, schedule, oracle, bench);
+  bench.communicator = &world;
+  const auto together = diffusion::run_denoise_bench(gmm, rows, schedule, oracle, bench);
+  REQUIRE(alone.size() == together.size());
+  for (size_t i = 0; i < alone.size(); ++i) {
+    INFO(alone[i].estimator << " at " << alone[i].snr_db << " dB");
+    // The same rows' estimates, gathered in order; eps* of fewer rows at a time rounds a little
+    // differently (measured: in the last bits).
+    CHECK(together[i].nmse == Approx(alone[i].nmse).epsilon(1e-12));
+    CHECK(together[i].nmse_se == Approx(alone[i].nmse_se).epsilon(1e-12));
+  }
+}
