@@ -33,18 +33,6 @@ constexpr double kNearbySeparation = 1e-2;
 // by wide Gaussians.
 constexpr double kExceedMargin = 1e-9;
 
-// PlanError(field, what()) for a std::exception of fn().
-template <typename F>
-auto naming(const std::string& field, F&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const PlanError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw PlanError(field, e.what());
-  }
-}
-
 using datasets::row_distance;
 using datasets::row_norm;
 
@@ -340,7 +328,7 @@ Shape audit_model_shape(const AuditData& data, const datasets::TrainingData& tra
                       : clean.defined()       ? Shape(row_dims)
                       : gmm                   ? Shape{gmm->dim}
                                               : Shape{model_config.at("dim").get<int64_t>()};
-  return naming("data", [&] { return datasets::model_input_shape(model_config, shape); });
+  return as_plan_error("data", [&] { return datasets::model_input_shape(model_config, shape); });
 }
 
 // The clean samples: the plan's (or the training data's test split), else GMM draws, else N(0, I).

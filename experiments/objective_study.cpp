@@ -27,17 +27,6 @@ namespace fs = std::filesystem;
 // The run directory's record of a finished training (a training with it is not repeated).
 constexpr const char* kFinishedFile = "study_training.json";
 
-template <typename F>
-auto naming(const std::string& field, F&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const PlanError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw PlanError(field, e.what());
-  }
-}
-
 // What every unit reads: the data, its GMM, and the base training config fitted to the data.
 struct StudyData {
   datasets::GmmDataset set;
@@ -48,14 +37,14 @@ struct StudyData {
 
 StudyData read_study_data(const ObjectiveStudyPlan& plan) {
   StudyData data;
-  data.set = naming("data", [&] { return datasets::read_gmm_dataset(plan.data); });
+  data.set = as_plan_error("data", [&] { return datasets::read_gmm_dataset(plan.data); });
   const fs::path gmm_file = fs::path(plan.data) / datasets::kGmmFileName;
   if (!fs::exists(gmm_file))
     throw PlanError("data", "'" + plan.data + "' has no " + datasets::kGmmFileName +
                                 " (the study needs the data's exact GMM: `dpmlab gmm make`)");
-  data.gmm = naming("data", [&] { return datasets::load_gmm(gmm_file.string()); });
+  data.gmm = as_plan_error("data", [&] { return datasets::load_gmm(gmm_file.string()); });
   if (!plan.train_config.empty())
-    data.config = naming("train_config", [&] {
+    data.config = as_plan_error("train_config", [&] {
       std::ifstream in(plan.train_config);
       if (!in) throw std::runtime_error("cannot read " + plan.train_config);
       try {
@@ -64,7 +53,7 @@ StudyData read_study_data(const ObjectiveStudyPlan& plan) {
         throw std::runtime_error(plan.train_config + ": " + e.what());
       }
     });
-  data.model_shape = naming("train_config", [&] {
+  data.model_shape = as_plan_error("train_config", [&] {
     return datasets::model_input_shape(data.config.model, data.set.sample_shape);
   });
   train::fit_model_to_data(data.config, data.model_shape);

@@ -228,6 +228,19 @@ Plan plan_from_json(const nlohmann::json& json, Plan plan = Plan{}) {
   return plan;
 }
 
+// fn()'s value; an exception it throws (other than a PlanError) becomes a PlanError naming
+// `field`: for reading the files a plan field names.
+template <typename F>
+auto as_plan_error(const std::string& field, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const PlanError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw PlanError(field, e.what());
+  }
+}
+
 // Checks shared by the plans' validate(): each throws PlanError naming `field`.
 void require_range(const std::string& field, int64_t value, int64_t min_value, int64_t max_value);
 void require_list(const std::string& field, const std::vector<int64_t>& values, int64_t min_value,
