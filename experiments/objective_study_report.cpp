@@ -122,7 +122,7 @@ std::vector<Plot> plots(const ObjectiveStudyResults& results, const fs::path& di
                              "set title 'Empirical Lip(mu_theta(., t)) at t = " +
                                  std::to_string(first.t) + " (" + number(first.snr_db, "%g") +
                                  " dB), max over the probes'\nset xlabel 'step'\n"
-                                 "set ylabel 'Jacobian norm'\nset key bottom right\n",
+                                 "set ylabel 'Jacobian norm'\nset key below\n",
                              curves));
   }
   std::vector<Curve> bounds;

@@ -280,7 +280,7 @@ Plot mu_plot(const TrackedStepTrajectory& s, const fs::path& dir) {
                     "set title 'Empirical Lip(mu_theta(., t)) at t = " + std::to_string(s.t) +
                         " (" + number(s.snr_db, "%g") +
                         " dB)'\nset xlabel 'step'\nset ylabel 'Jacobian norm'\n"
-                        "set key bottom right\n",
+                        "set key below\n",
                     curves);
 }
 
