@@ -294,7 +294,7 @@ Variable Objective::loss(const Tensor& x0, Rng& rng) {
 
 Variable Objective::loss(const Tensor& x0, Rng& rng, int64_t begin, int64_t end) {
   const int64_t n = batch_size_of(x0, "Objective::loss", "x0");
-  if (begin < 0 || end > n || begin >= end)
+  if (begin < 0 || end > n || begin > end)
     throw std::invalid_argument("Objective::loss: rows [" + std::to_string(begin) + ", " +
                                 std::to_string(end) + ") of a batch of " + std::to_string(n));
   const bool adaptive = options_.importance_sampling && model_->is_training();
@@ -311,6 +311,7 @@ Variable Objective::loss(const Tensor& x0, Rng& rng, int64_t begin, int64_t end)
     steps.weights.assign(static_cast<size_t>(n), 1.0);
   }
   Tensor eps = randn(x0.shape(), rng);
+  if (begin == end) return Variable(Tensor::scalar(0.0f));  // a rank with no rows of a small batch
   if (end - begin != n) {
     steps.steps = {steps.steps.begin() + begin, steps.steps.begin() + end};
     steps.weights = {steps.weights.begin() + begin, steps.weights.begin() + end};

@@ -143,7 +143,8 @@ class Objective {
   // The loss of rows [begin, end) of x0 (their mean), with the steps and noise drawn for all of
   // x0's rows exactly as loss(x0, rng) draws them: a data-parallel rank computes its shard of a
   // global batch with the draws the whole batch would get, so the result does not depend on how
-  // many ranks share it. Importance sampling needs every row's terms: only for all rows.
+  // many ranks share it (no rows: 0, after the same draws). Importance sampling needs every
+  // row's terms: only for all rows.
   Variable loss(const Tensor& x0, Rng& rng, int64_t begin, int64_t end);
   // The same for given steps, weights and noise (deterministic). `terms`, when given, receives
   // each sample's step term in nats/dim (vlb and hybrid).

@@ -213,6 +213,22 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("validation over the ranks: a last batch of one row leaves a rank without rows",
+          "[distributed]") {
+  const Data data = gmm_data(6);
+  const Tensor val = data.train.narrow(0, 0, 65);  // batches of 64 and 1
+  train::DpmTrainingConfig config = mlp_config();
+  config.trainer.max_steps = 8;  // one epoch: one validation
+  config.trainer.steps_per_epoch = 8;
+  auto val_loss = [&](Communicator& comm) {
+    config.trainer.communicator = &comm;
+    config.trainer.progress = false;
+    return *train::train_dpm(config, data.train, val).result.best_val_loss;
+  };
+  const double together = val_loss(Communicator::world());
+  CHECK(together == Approx(val_loss(Communicator::self())).epsilon(1e-5));
+}
+
 TEST_CASE("importance-sampled steps are refused on a shard of the batch", "[distributed]") {
   Communicator& world = Communicator::world();
   if (!world.distributed()) return;  // one rank computes every row
