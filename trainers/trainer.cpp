@@ -150,11 +150,17 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, LossFn loss, Te
     ema_ = std::make_unique<optim::Ema>(optimizer_.arena(), options_.ema_warmup);
   if (writes_files()) std::filesystem::create_directories(options_.out_dir);
   if (options_.sync_batchnorm && comm_.distributed())
-    synchronize_batch_statistics(
-        model_, [this](double* values, int64_t count) { comm_.allreduce_sum(values, count); });
+    synchronize_batch_statistics(model_, [comm = &comm_](double* values, int64_t count) {
+      comm->allreduce_sum(values, count);
+    });
 }
 
-Trainer::~Trainer() = default;
+// The model outlives its trainer: its BatchNorms go back to their own statistics, so a later
+// forward in training mode does not wait for ranks that are not there.
+Trainer::~Trainer() {
+  if (options_.sync_batchnorm && comm_.distributed())
+    synchronize_batch_statistics(model_, StatisticsReducer{});
+}
 
 void Trainer::add_callback(std::shared_ptr<Callback> callback) {
   callbacks_.push_back(std::move(callback));
