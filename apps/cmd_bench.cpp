@@ -159,6 +159,30 @@ nlohmann::json tracker_overhead(train::Callback& tracker, int64_t every, int64_t
           {"scan_overhead_ratio", 1.0 + median(scan_ms) / (every * step_ms)}};
 }
 
+// The trackers' overheads the flags ask for: the spectral tracker (--track-every) and the
+// Jacobian tracker with `dpmlab train --track-jacobian`'s defaults on probes of N(0, I).
+void add_tracker_overheads(const BenchArgs& args, const std::shared_ptr<nn::NoiseModel>& model,
+                           const diffusion::Schedule& schedule, const Shape& sample_shape,
+                           Rng& data_rng, const std::function<void()>& train_step,
+                           nlohmann::json& out) {
+  auto pairs_for = [&](int64_t every) {
+    return std::max<int64_t>(2, (args.steps + every - 1) / every);
+  };
+  if (args.track_every > 0) {
+    train::SpectralTracker tracker(*model, {.every = args.track_every});
+    out["tracker"] =
+        tracker_overhead(tracker, args.track_every, pairs_for(args.track_every), train_step);
+  }
+  if (args.track_jacobian > 0) {
+    train::JacobianTrackerOptions options;
+    options.every = args.track_jacobian;
+    train::JacobianTracker tracker(model, schedule, diffusion::PredictionTarget::eps,
+                                   random_batch(options.probes, sample_shape, data_rng), options);
+    out["jacobian_tracker"] =
+        tracker_overhead(tracker, args.track_jacobian, pairs_for(args.track_jacobian), train_step);
+  }
+}
+
 nlohmann::json bench_training(const BenchArgs& args) {
   auto [model, sample_shape] = build_model(args.model, args.seed);
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(300);
@@ -242,22 +266,7 @@ nlohmann::json bench_training(const BenchArgs& args) {
       {"gradient_bytes", model->arena().grads().numel() * 4},
       {"final_loss", last_loss}};
   if (!allreduce_ms.empty()) out["allreduce_ms_median"] = median(allreduce_ms);
-  auto pairs_for = [&](int64_t every) {
-    return std::max<int64_t>(2, (args.steps + every - 1) / every);
-  };
-  if (args.track_every > 0) {
-    train::SpectralTracker tracker(*model, {.every = args.track_every});
-    out["tracker"] =
-        tracker_overhead(tracker, args.track_every, pairs_for(args.track_every), train_step);
-  }
-  if (args.track_jacobian > 0) {  // dpmlab train --track-jacobian's defaults, probes of N(0, I)
-    train::JacobianTrackerOptions options;
-    options.every = args.track_jacobian;
-    train::JacobianTracker tracker(model, schedule, diffusion::PredictionTarget::eps,
-                                   random_batch(options.probes, sample_shape, data_rng), options);
-    out["jacobian_tracker"] =
-        tracker_overhead(tracker, args.track_jacobian, pairs_for(args.track_jacobian), train_step);
-  }
+  add_tracker_overheads(args, model, schedule, sample_shape, data_rng, train_step, out);
   return out;
 }
 
