@@ -3,7 +3,7 @@
 # With CI set (or DPM_SANITIZER_PASS=1) it then runs the suite again under sanitizers
 # (docs/reliability.md has what each pass covers and how long it takes):
 #   AddressSanitizer + UndefinedBehaviorSanitizer: every test but compare_torch and those holding
-#   the Release build's bits (golden outputs, pinned bounds), in build-asan/;
+#   the Release build's values (golden outputs, recorded bounds), in build-asan/;
 #   ThreadSanitizer: the threaded kernel tests, in build-tsan/.
 # The build directories can be moved with DPM_BUILD_DIR, DPM_ASAN_BUILD_DIR, DPM_TSAN_BUILD_DIR.
 set -euo pipefail
@@ -42,11 +42,11 @@ main() {
   # The mpi_ tests start ranks under mpirun, whose MPI library (uninstrumented) LeakSanitizer would
   # report; test_distributed's cases run under ASan as one process. compare_torch runs Python
   # against the dpmlab binary: nothing there for ASan to check. The golden
-  # outputs and the pinned certified bounds are the Release build's bits; the -O1 instrumented
+  # outputs and the recorded certified bounds are the Release build's values; the -O1 instrumented
   # build rounds differently (measured: 15 of the 225 golden comparisons differ), and test_cli and
   # test_spectral's other cases run the same code under ASan.
   ctest --test-dir "$asan_dir" --output-on-failure --parallel "$jobs" --timeout 1800 \
-    -E "compare_torch|golden|Release build's bits|^mpi_"
+    -E "compare_torch|golden|keep their recorded values|^mpi_"
   echo "test.sh: ASan+UBSan pass took $(elapsed "$start")"
 
   # Under TSan dpm::parallel_for runs its chunks on plain threads instead of the uninstrumented

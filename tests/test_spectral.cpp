@@ -678,18 +678,29 @@ TEST_CASE("spectral scan of the U-Net: conv norms at the seen size, factors, bou
   CHECK_THAT(spectral_scan(attending, state, options).bound_note, Catch::Contains("attention"));
 }
 
-TEST_CASE("certified bounds of the MLP and U-Net keep the Release build's bits",
+TEST_CASE("certified bounds of the MLP and U-Net keep their recorded values",
           "[spectral][autolip]") {
   // Printed with %a from regression_bounds() in a Release build, recaptured when the layer norms
   // moved to the shared Krylov solver (each bound rose by at most 4e-4 relative: the layer norms
-  // are lower estimates, now closer to the exact SVDs).
+  // are lower estimates, now closer to the exact SVDs). Compared to 1e-6 relative, not bitwise:
+  // OpenBLAS picks its kernels by CPU, and its other kernels (OPENBLAS_CORETYPE=Sandybridge,
+  // Nehalem, Prescott, Core2, Barcelona on one AMD EPYC) move these bounds by up to 5.3e-8; a
+  // change of the method moves them by 1e-4 or more.
   const std::vector<std::vector<double>> expected{
       {0x1.abb22e2a10607p+3, 0x1.abb22e2a10607p+3, 0x1.abb22e2a10607p+3},     // MLP, add
       {0x1.96167235a946cp+4, 0x1.b8763b21e0ba4p+4, 0x1.a6323c69139d3p+4},     // MLP, FiLM
       {0x1.51b7b4be463cbp+22, 0x1.3eef33832c0fbp+22, 0x1.3acb39d7fbf6bp+22},  // U-Net 1-D
       {0x1.88df8259c87a8p+22, 0x1.9b5e50e08f02p+22, 0x1.99770965a98e1p+22},   // U-Net 2-D
   };
-  CHECK(regression_bounds() == expected);
+  const std::vector<std::vector<double>> measured = regression_bounds();
+  REQUIRE(measured.size() == expected.size());
+  for (size_t model = 0; model < expected.size(); ++model) {
+    REQUIRE(measured[model].size() == expected[model].size());
+    for (size_t t = 0; t < expected[model].size(); ++t) {
+      INFO("model " << model << ", t index " << t << ": " << std::hexfloat << measured[model][t]);
+      CHECK(measured[model][t] == Approx(expected[model][t]).epsilon(1e-6));
+    }
+  }
 }
 
 TEST_CASE("a Sequential's bound is the product of its layers' own", "[spectral][autolip]") {
