@@ -44,6 +44,10 @@ uint64_t Rng::next_u64() {
   return result;
 }
 
+void Rng::discard(uint64_t draws) {
+  for (uint64_t i = 0; i < draws; ++i) next_u64();
+}
+
 double Rng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 float Rng::uniform_float() { return static_cast<float>(next_u64() >> 40) * 0x1.0p-24f; }
 double Rng::uniform(double low, double high) { return low + (high - low) * uniform(); }

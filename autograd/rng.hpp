@@ -18,6 +18,9 @@ class Rng {
   explicit Rng(uint64_t seed = 0, uint64_t stream = 0);
 
   uint64_t next_u64();
+  // Advances as `draws` calls of next_u64() would (a normal() or uniform() is one or two of them):
+  // a part of a batch skips the other parts' draws and still sees its own.
+  void discard(uint64_t draws);
   double uniform();                          // [0, 1), 53 random bits
   float uniform_float();                     // [0, 1), 24 random bits
   double uniform(double low, double high);   // [low, high)

@@ -99,8 +99,9 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
   const dist::Shard shard = dist::shard_of(rows.n, ranks.rank(), ranks.size());
   // The estimates of every row from this rank's shard of them (in row order).
   auto sharded = [&](const DoubleBatch& all, auto&& estimate) {
-    if (!ranks.distributed()) return estimate(all);
-    return ranks.allgather(shard.size() > 0 ? estimate(rows_of(all, shard.begin, shard.size()))
+    if (!ranks.distributed()) return estimate(all, BatchPart{});
+    return ranks.allgather(shard.size() > 0 ? estimate(rows_of(all, shard.begin, shard.size()),
+                                                       BatchPart{shard.begin, rows.n})
                                             : std::vector<double>{});
   };
   std::vector<DenoiseBenchEntry> entries;
@@ -129,28 +130,30 @@ std::vector<DenoiseBenchEntry> run_denoise_bench(const datasets::Gmm& prior, con
     auto start = std::chrono::steady_clock::now();
     const auto factors = prior.factorize(sigma2);
     record({"", "cme"},
-           sharded(y, [&](const DoubleBatch& part) { return prior.cme(part.values, factors); }),
+           sharded(y, [&](const DoubleBatch& part,
+                          BatchPart) { return prior.cme(part.values, factors); }),
            start);
     if (options.references) {
       start = std::chrono::steady_clock::now();
       record({"", "lmmse"},
-             sharded(y, [&](const DoubleBatch& part) { return prior.lmmse(part.values, sigma2); }),
+             sharded(y, [&](const DoubleBatch& part,
+                            BatchPart) { return prior.lmmse(part.values, sigma2); }),
              start);
       record({"", "ls"}, y.values, std::chrono::steady_clock::now());
     }
     for (const Estimator& estimator : options.estimators) {
       start = std::chrono::steady_clock::now();
       DenoiseBenchEntry entry{options.predictor, estimator.name(), schedule.T()};
-      auto run = [&](const DoubleBatch& part) {
+      // The estimator's noise is the whole batch's, so each row gets the same on any rank count.
+      auto run = [&](const DoubleBatch& part, const BatchPart& rows_held) {
         Rng estimator_rng = estimator_stream(options.seed, s);
-        Denoised d = denoise(estimator, part, 1.0 / sigma2, predictor, schedule, estimator_rng);
+        Denoised d = denoise(estimator, part, 1.0 / sigma2, predictor, schedule, estimator_rng, {},
+                             rows_held);
         entry.matched_step = d.matched_step;
         entry.evaluations = d.evaluations;
         return std::move(d.x_hat.values);
       };
-      std::vector<double> x_hat =
-          estimator.kind == EstimatorKind::posterior_mean ? run(y) : sharded(y, run);
-      record(std::move(entry), x_hat, start);
+      record(std::move(entry), sharded(y, run), start);
     }
   }
   return entries;

@@ -55,11 +55,10 @@ struct DenoiseBenchOptions {
   int64_t example_rows = 0;           // the test rows whose estimates each entry keeps
   std::function<void(const DenoiseBenchEntry&)> on_entry;  // progress, after each entry
   // The ranks that share the test rows (nullptr: this process alone). The observations are drawn
-  // for every row as one process draws them; the CME, LMMSE and the deterministic estimators
-  // (mean forwarding, Tweedie, DDIM) run on each rank's shard of the rows and the estimates are
-  // gathered in row order, so the scores are the single process's (up to the network's rounding
-  // on smaller batches). The posterior mean draws noise for all its rows at every step: every
-  // rank runs it on all rows. Collective.
+  // for every row as one process draws them; the CME, LMMSE and every DM estimator run on each
+  // rank's shard of the rows (the posterior mean's and DDIM's noise drawn for the whole batch,
+  // BatchPart) and the estimates are gathered in row order, so the scores are the single
+  // process's (up to the network's rounding on smaller batches). Collective.
   dist::Communicator* communicator = nullptr;
 };
 

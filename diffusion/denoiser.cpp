@@ -81,7 +81,7 @@ Estimator Estimator::parse(const std::string& name) {
 
 Denoised denoise(const Estimator& estimator, const DoubleBatch& y, double snr_assumed,
                  NoisePredictor& predictor, const Schedule& schedule, Rng& rng,
-                 const StepCallback& on_step) {
+                 const StepCallback& on_step, const BatchPart& part) {
   y.validate("denoise");
   if (!(snr_assumed > 0.0) || !std::isfinite(snr_assumed))
     throw std::invalid_argument("denoise: the assumed SNR must be positive and finite, got " +
@@ -104,6 +104,7 @@ Denoised denoise(const Estimator& estimator, const DoubleBatch& y, double snr_as
       ReverseProcess process;
       process.kind =
           estimator.kind == EstimatorKind::ddim ? ReverseKind::ddim : ReverseKind::mean_forwarding;
+      process.part = part;
       out.x_hat =
           run_reverse(process, predictor, schedule, std::move(x), out.start_step, rng, on_step);
       break;
@@ -119,6 +120,7 @@ Denoised denoise(const Estimator& estimator, const DoubleBatch& y, double snr_as
       ReverseProcess process;
       process.kind = ReverseKind::ancestral;
       process.variance = estimator.variance;
+      process.part = part;
       out.x_hat = x;
       std::fill(out.x_hat.values.begin(), out.x_hat.values.end(), 0.0);
       for (int64_t m = 0; m < estimator.samples; ++m) {

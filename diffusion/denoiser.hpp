@@ -54,8 +54,9 @@ struct Denoised {
 // Estimates x from y [B, ...] (every sample at the same assumed SNR, a linear ratio > 0).
 // Rng: the ancestral runs' noise (posterior_mean only). on_step is passed to the reverse runs
 // (every run, for posterior_mean), so a caller can record the error after each reverse step.
+// part: the rows of a larger batch that y holds (the noise drawn is then the whole batch's).
 Denoised denoise(const Estimator& estimator, const DoubleBatch& y, double snr_assumed,
                  NoisePredictor& predictor, const Schedule& schedule, Rng& rng,
-                 const StepCallback& on_step = {});
+                 const StepCallback& on_step = {}, const BatchPart& part = {});
 
 }  // namespace dpm::diffusion

@@ -15,9 +15,17 @@ void require_same_size(const std::vector<double>& x, const std::vector<double>& 
                                 " values but eps has " + std::to_string(eps.size()));
 }
 
-// x += scale * z with z standard normal, drawn in row-major order.
-void add_noise(std::vector<double>& x, double scale, Rng& rng) {
+// x += scale * z with z standard normal, drawn in row-major order over the whole batch that x is
+// `part` of (x holds row_size values per row).
+void add_noise(std::vector<double>& x, double scale, Rng& rng, const BatchPart& part,
+               int64_t row_size) {
+  constexpr uint64_t kDrawsPerNormal = 2;
+  const auto values_before = static_cast<uint64_t>(part.first_row * row_size);
+  rng.discard(kDrawsPerNormal * values_before);
   for (double& v : x) v += scale * rng.normal();
+  if (part.total_rows > 0)
+    rng.discard(kDrawsPerNormal * (static_cast<uint64_t>(part.total_rows * row_size) -
+                                   values_before - x.size()));
 }
 
 }  // namespace
@@ -51,6 +59,13 @@ DoubleBatch run_reverse(const ReverseProcess& process, NoisePredictor& predictor
   if (!(process.eta >= 0.0) || !std::isfinite(process.eta))
     throw std::invalid_argument("run_reverse: eta must be finite and >= 0, got " +
                                 std::to_string(process.eta));
+  const BatchPart& part = process.part;
+  const bool whole = part.total_rows == 0 && part.first_row == 0;
+  if (!whole && (part.first_row < 0 || part.first_row + x.batch() > part.total_rows))
+    throw std::invalid_argument("run_reverse: rows " + std::to_string(part.first_row) + ".." +
+                                std::to_string(part.first_row + x.batch()) +
+                                " are not part of a batch of " + std::to_string(part.total_rows));
+  const int64_t row_size = x.row_size();
   for (int64_t t = t_start; t >= 1; --t) {
     const std::vector<double> eps = predictor.predict_eps(x, t).values;
     switch (process.kind) {
@@ -64,7 +79,7 @@ DoubleBatch run_reverse(const ReverseProcess& process, NoisePredictor& predictor
               x.values,
               std::sqrt(process.variance == ReverseVariance::beta ? schedule.beta(t)
                                                                   : schedule.posterior_variance(t)),
-              rng);
+              rng, part, row_size);
         break;
       case ReverseKind::ddim: {
         const double sigma = process.eta * std::sqrt(schedule.posterior_variance(t));
@@ -73,7 +88,7 @@ DoubleBatch run_reverse(const ReverseProcess& process, NoisePredictor& predictor
             std::sqrt(std::max(0.0, 1.0 - schedule.abar(t - 1) - sigma * sigma));
         std::vector<double> x0 = tweedie_x0(schedule, t, x.values, eps);
         for (size_t i = 0; i < x0.size(); ++i) x.values[i] = signal * x0[i] + direction * eps[i];
-        if (sigma > 0.0) add_noise(x.values, sigma, rng);
+        if (sigma > 0.0) add_noise(x.values, sigma, rng, part, row_size);
         break;
       }
     }

@@ -10,7 +10,8 @@
 //   deterministic path, eta = 1: the ancestral process with beta~_t).
 // mu_theta(x, t) = (x - beta_t / sqrt(1 - abar_t) eps(x, t)) / sqrt(alpha_t). One predictor
 // evaluation per step; noise comes from the caller's Rng, one standard normal per element per
-// noisy step in row-major order, so a run repeats bitwise for a given Rng state.
+// noisy step in row-major order (of the whole batch when x is a part of one: BatchPart), so a run
+// repeats bitwise for a given Rng state.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -26,10 +27,19 @@ namespace dpm::diffusion {
 
 enum class ReverseKind { mean_forwarding, ancestral, ddim };
 
+// The rows of a larger batch that x holds: [first_row, first_row + x's rows) of total_rows (0:
+// x is the whole batch). Each noisy step draws the whole batch's noise and adds this part's, so
+// the rows of a batch split over ranks get the noise they would get together.
+struct BatchPart {
+  int64_t first_row = 0;
+  int64_t total_rows = 0;
+};
+
 struct ReverseProcess {
   ReverseKind kind = ReverseKind::mean_forwarding;
   ReverseVariance variance = ReverseVariance::beta_tilde;  // ancestral only
   double eta = 0.0;                                        // ddim only, >= 0
+  BatchPart part;
 };
 
 // Called after every step t -> t - 1 with t and the new state x_{t-1}; steps come in order

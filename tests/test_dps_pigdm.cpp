@@ -150,7 +150,7 @@ DoubleBatch unguided_reference(double eta, MeasurementOperator& op, const Proble
     ScopedBatch scoped(op, static_cast<int64_t>(problem.y.size()) / op.output_dim());
     return guided_start(op, problem, prior.schedule, T, rng);
   }();
-  return run_reverse({ReverseKind::ddim, ReverseVariance::beta_tilde, eta}, prior.predictor,
+  return run_reverse({ReverseKind::ddim, ReverseVariance::beta_tilde, eta, {}}, prior.predictor,
                      prior.schedule, std::move(x_T), T, rng);
 }
 

@@ -24,6 +24,18 @@ TEST_CASE("same seed, same numbers, state round-trips", "[rng]") {
   CHECK_THROWS_AS(restored.set_state({0, 0, 0, 0, 1, 2}), std::invalid_argument);
 }
 
+TEST_CASE("discard(n) skips what n draws would, and a normal is two draws", "[rng]") {
+  Rng drawn(9), skipped(9);
+  for (int i = 0; i < 7; ++i) drawn.next_u64();
+  skipped.discard(7);
+  CHECK(skipped.state() == drawn.state());
+  for (int i = 0; i < 3; ++i) drawn.normal();
+  skipped.discard(6);
+  CHECK(skipped.next_u64() == drawn.next_u64());
+  skipped.discard(0);
+  CHECK(skipped.state() == drawn.state());
+}
+
 TEST_CASE("a fixed seed gives fixed values on any standard library", "[rng]") {
   // Golden values from an independent Python implementation of splitmix64 seeding and
   // xoshiro256** (the values must never change, or old runs stop repeating).

@@ -107,27 +107,65 @@ TEST_CASE("mean forwarding applies mu_theta, DDIM eta = 0 is deterministic, ance
                  std::sqrt(schedule.alpha(1)))
               .epsilon(1e-14));
 
-  ReverseProcess ddim{ReverseKind::ddim, ReverseVariance::beta_tilde, 0.0};
+  ReverseProcess ddim{ReverseKind::ddim, ReverseVariance::beta_tilde, 0.0, {}};
   Rng a(10), b(99);
   const Rng::State a_before = a.state();
   DoubleBatch first = run_reverse(ddim, predictor, schedule, x, 30, a);
   CHECK(run_reverse(ddim, predictor, schedule, x, 30, b).values == first.values);
   CHECK(a.state() == a_before);  // eta = 0 draws no noise
 
-  ReverseProcess ancestral{ReverseKind::ancestral, ReverseVariance::beta, 0.0};
+  ReverseProcess ancestral{ReverseKind::ancestral, ReverseVariance::beta, 0.0, {}};
   Rng c(7), d(7), e(8);
   DoubleBatch run_c = run_reverse(ancestral, predictor, schedule, x, 30, c);
   CHECK(run_reverse(ancestral, predictor, schedule, x, 30, d).values == run_c.values);
   CHECK(run_reverse(ancestral, predictor, schedule, x, 30, e).values != run_c.values);
 
   // DDIM with eta = 1 is the ancestral process with sigma_t^2 = beta~_t: same noise, same path.
-  ReverseProcess ddim_1{ReverseKind::ddim, ReverseVariance::beta_tilde, 1.0};
-  ReverseProcess ancestral_posterior{ReverseKind::ancestral, ReverseVariance::beta_tilde, 0.0};
+  ReverseProcess ddim_1{ReverseKind::ddim, ReverseVariance::beta_tilde, 1.0, {}};
+  ReverseProcess ancestral_posterior{ReverseKind::ancestral, ReverseVariance::beta_tilde, 0.0, {}};
   Rng f(5), g(5);
   DoubleBatch via_ddim = run_reverse(ddim_1, predictor, schedule, x, 30, f);
   DoubleBatch via_ddpm = run_reverse(ancestral_posterior, predictor, schedule, x, 30, g);
   for (size_t i = 0; i < x.values.size(); ++i)
     CHECK(via_ddim.values[i] == Approx(via_ddpm.values[i]).epsilon(1e-12).margin(1e-12));
+}
+
+TEST_CASE("a batch run in parts draws the whole batch's noise: the parts give the whole",
+          "[sampler]") {
+  Schedule schedule = Schedule::paper_linear(20);
+  LinearPredictor predictor;
+  Rng data_rng(4);
+  const DoubleBatch x = random_batch(data_rng, 5, 3);
+  for (ReverseKind kind : {ReverseKind::ancestral, ReverseKind::ddim}) {
+    ReverseProcess process;
+    process.kind = kind;
+    process.eta = 0.7;
+    Rng whole_rng(11);
+    const DoubleBatch whole = run_reverse(process, predictor, schedule, x, 20, whole_rng);
+    std::vector<double> joined;
+    for (const auto& [first, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 1}, {3, 2}}) {
+      process.part = {first, 5};
+      Rng part_rng(11);
+      const DoubleBatch part = run_reverse(
+          process, predictor, schedule,
+          DoubleBatch::from_rows({x.values.begin() + first * 3,
+                                  x.values.begin() + (first + rows) * 3},
+                                 rows, 3),
+          20, part_rng);
+      joined.insert(joined.end(), part.values.begin(), part.values.end());
+      CHECK(part_rng.state() == whole_rng.state());  // every part ends where the whole run did
+    }
+    CHECK(joined == whole.values);
+  }
+  ReverseProcess ancestral;
+  ancestral.kind = ReverseKind::ancestral;
+  ancestral.part = {4, 5};
+  Rng rng(1);
+  CHECK_THROWS_WITH(run_reverse(ancestral, predictor, schedule, x, 20, rng),
+                    Catch::Contains("rows 4..9 are not part of a batch of 5"));
+  ancestral.part = {1, 0};
+  CHECK_THROWS_WITH(run_reverse(ancestral, predictor, schedule, x, 20, rng),
+                    Catch::Contains("rows 1..6 are not part of a batch of 0"));
 }
 
 TEST_CASE("estimator names round-trip and the SNR matching follows the chosen convention",
