@@ -164,28 +164,43 @@ std::pair<uint64_t, uint64_t> Communicator::min_max(uint64_t value) {
   return {low, high};
 }
 
+#ifdef DPM_HAVE_MPI
+namespace {
+// Every rank's `local` (any length each) concatenated in rank order, on every rank of world.
+template <typename T>
+std::vector<T> allgather_world(const std::vector<T>& local, MPI_Datatype type, int ranks) {
+  if (local.size() > static_cast<size_t>(INT_MAX))
+    throw std::invalid_argument("Communicator::allgather: more than INT_MAX values per rank");
+  int mine = static_cast<int>(local.size());
+  std::vector<int> counts(static_cast<size_t>(ranks)), offsets(static_cast<size_t>(ranks));
+  check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD),
+        "MPI_Allgather");
+  int64_t total = 0;
+  for (int r = 0; r < ranks; ++r) {
+    offsets[r] = static_cast<int>(total);
+    total += counts[r];
+  }
+  if (total > INT_MAX)
+    throw std::invalid_argument("Communicator::allgather: more than INT_MAX values in all");
+  std::vector<T> all(static_cast<size_t>(total));
+  check(MPI_Allgatherv(local.data(), mine, type, all.data(), counts.data(), offsets.data(), type,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+  return all;
+}
+}  // namespace
+#endif
+
 std::vector<double> Communicator::allgather(const std::vector<double>& local) {
 #ifdef DPM_HAVE_MPI
-  if (distributed()) {
-    if (local.size() > static_cast<size_t>(INT_MAX))
-      throw std::invalid_argument("Communicator::allgather: more than INT_MAX values per rank");
-    int mine = static_cast<int>(local.size());
-    std::vector<int> counts(static_cast<size_t>(size_)), offsets(static_cast<size_t>(size_));
-    check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD),
-          "MPI_Allgather");
-    int64_t total = 0;
-    for (int r = 0; r < size_; ++r) {
-      offsets[r] = static_cast<int>(total);
-      total += counts[r];
-    }
-    if (total > INT_MAX)
-      throw std::invalid_argument("Communicator::allgather: more than INT_MAX values in all");
-    std::vector<double> all(static_cast<size_t>(total));
-    check(MPI_Allgatherv(local.data(), mine, MPI_DOUBLE, all.data(), counts.data(), offsets.data(),
-                         MPI_DOUBLE, MPI_COMM_WORLD),
-          "MPI_Allgatherv");
-    return all;
-  }
+  if (distributed()) return allgather_world(local, MPI_DOUBLE, size_);
+#endif
+  return local;
+}
+
+std::vector<std::byte> Communicator::allgather(const std::vector<std::byte>& local) {
+#ifdef DPM_HAVE_MPI
+  if (distributed()) return allgather_world(local, MPI_BYTE, size_);
 #endif
   return local;
 }

@@ -10,6 +10,7 @@
 // deterministic for a fixed number of ranks. A rank that fails calls abort(), which ends every
 // rank (a rank that returned would leave the others waiting in their next collective); a rank
 // that dies is noticed by the launcher, which ends the others (OpenMPI's mpirun does).
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -44,6 +45,7 @@ class Communicator {
   void broadcast(double* values, int64_t count, int root = 0);
   // Every rank's `local` values (any length each), concatenated in rank order, on every rank.
   std::vector<double> allgather(const std::vector<double>& local);
+  std::vector<std::byte> allgather(const std::vector<std::byte>& local);
   void barrier();
   // Ends every rank of the run with `code` (MPI_Abort), after printing `message` on stderr.
   [[noreturn]] void abort(const std::string& message, int code);

@@ -239,20 +239,24 @@ class Restorer {
   Restorer(const ImageRestorePlan& plan, const RestoreInputs& in, ImageRestoreResults& results)
       : plan_(plan), in_(in), results_(results), network_(diffusion::make_predictor(in.network)) {}
 
-  void execute(const ImageRestoreUnit& unit) {
-    if (unit.kind == Kind::measure) return measure(unit.task);
-    solve(unit);
-  }
+  // One unit's entry and its restored images (clamped pixels).
+  struct Restoration {
+    ImageRestoreEntry entry;
+    std::vector<float> pixels;
+  };
+  // A measure unit: the task's measurements, kept for its solvers, and the measurement's entry.
+  Restoration measure(RestoreTask task);
+  // A solve unit (its task measured first), and its entry.
+  SolverRun solve(const ImageRestoreUnit& unit);
+  Restoration solved(const ImageRestoreUnit& unit, const SolverRun& run) const;
 
  private:
   int64_t task_index(RestoreTask task) const {
     return std::find(plan_.tasks.begin(), plan_.tasks.end(), task) - plan_.tasks.begin();
   }
   std::shared_ptr<inv::MeasurementOperator> make_operator(RestoreTask task) const;
-  void measure(RestoreTask task);
-  void solve(const ImageRestoreUnit& unit);
-  // Clamps the pixels to [0, 1], scores them and appends the entry with them.
-  void add_entry(ImageRestoreEntry entry, const std::vector<double>& pixels);
+  // Clamps the pixels to [0, 1] and scores them.
+  Restoration scored(ImageRestoreEntry entry, const std::vector<double>& pixels) const;
 
   const ImageRestorePlan& plan_;
   const RestoreInputs& in_;
@@ -283,7 +287,7 @@ std::shared_ptr<inv::MeasurementOperator> Restorer::make_operator(RestoreTask ta
   throw std::logic_error("image_restore: unknown task");
 }
 
-void Restorer::measure(RestoreTask task) {
+Restorer::Restoration Restorer::measure(RestoreTask task) {
   const auto start = std::chrono::steady_clock::now();
   MeasuredTask& m = measured_[task_index(task)];
   m.op = make_operator(task);
@@ -307,10 +311,10 @@ void Restorer::measure(RestoreTask task) {
   entry.task = task;
   entry.method = "measurement";
   entry.seconds = seconds_since(start);
-  add_entry(entry, task == RestoreTask::blur ? m.y : m.op->pseudo_inverse(m.y));
+  return scored(entry, task == RestoreTask::blur ? m.y : m.op->pseudo_inverse(m.y));
 }
 
-void Restorer::solve(const ImageRestoreUnit& unit) {
+SolverRun Restorer::solve(const ImageRestoreUnit& unit) {
   const MeasuredTask& m = measured_[task_index(unit.task)];
   const datasets::Normalization& norm = in_.normalization;
   // In the network's units x' = (x - mean) / scale: y' = (y - A mean) / scale = A x' + n',
@@ -331,21 +335,27 @@ void Restorer::solve(const ImageRestoreUnit& unit) {
   const auto start = std::chrono::steady_clock::now();
   const inv::Restored restored = plan_.solve(unit.solver, unit.steps, std::nullopt, *m.op, problem,
                                              inv::network_prior(*network_), rng);
+  return SolverRun::of(restored, seconds_since(start));
+}
+
+Restorer::Restoration Restorer::solved(const ImageRestoreUnit& unit, const SolverRun& run) const {
   ImageRestoreEntry entry;
   entry.task = unit.task;
   entry.method = choice_name(unit.solver);
   entry.steps = unit.steps;
-  entry.evaluations = restored.evaluations;
-  entry.backward_passes = restored.backward_passes;
-  entry.seconds = seconds_since(start);
-  std::vector<double> pixels = restored.x_hat.values;
+  entry.evaluations = run.evaluations;
+  entry.backward_passes = run.backward_passes;
+  entry.seconds = run.seconds;
+  const datasets::Normalization& norm = in_.normalization;
+  std::vector<double> pixels = run.x_hat;
   const size_t dim = norm.mean.size();
   for (size_t i = 0; i < pixels.size(); ++i)
     pixels[i] = pixels[i] * norm.scale + norm.mean[i % dim];
-  add_entry(entry, pixels);
+  return scored(entry, pixels);
 }
 
-void Restorer::add_entry(ImageRestoreEntry entry, const std::vector<double>& pixels) {
+Restorer::Restoration Restorer::scored(ImageRestoreEntry entry,
+                                       const std::vector<double>& pixels) const {
   entry.finite =
       std::all_of(pixels.begin(), pixels.end(), [](double v) { return std::isfinite(v); });
   // A diverged solver's non-finite pixels are kept as black, so its grid column still draws.
@@ -361,13 +371,13 @@ void Restorer::add_entry(ImageRestoreEntry entry, const std::vector<double>& pix
     std::tie(entry.ssim, entry.ssim_se) = mean_and_se(inv::ssim_per_image(
         clamped.data(), in_.x0.data(), plan_.images, s.channels, s.height, s.width, kPixelRange));
   }
-  results_.entries.push_back(std::move(entry));
-  results_.restored.push_back(std::move(clamped));
+  return {std::move(entry), std::move(clamped)};
 }
 
 }  // namespace
 
-ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress) {
+ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress,
+                        dist::Communicator& ranks) {
   const auto start = std::chrono::steady_clock::now();
   plan.validate();
   const RestoreInputs in = read_inputs(plan);
@@ -378,12 +388,16 @@ ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress
   results.x0 = in.x0;
   Restorer restorer(plan, in, results);
   const std::vector<ImageRestoreUnit> units = plan.units(results.T);
-  progress.begin(static_cast<int64_t>(units.size()));
-  for (const ImageRestoreUnit& unit : units) {
-    restorer.execute(unit);
-    progress.advance(unit.stage());
+  for (Restorer::Restoration& r : run_inverse_units(
+           units, ranks, progress,
+           [&](const ImageRestoreUnit& unit) { return restorer.measure(unit.task); },
+           [&](const ImageRestoreUnit& unit) { return restorer.solve(unit); },
+           [&](const ImageRestoreUnit& unit, const SolverRun& run) {
+             return restorer.solved(unit, run);
+           })) {
+    results.entries.push_back(std::move(r.entry));
+    results.restored.push_back(std::move(r.pixels));
   }
-  progress.finish();
   results.seconds = seconds_since(start);
   return results;
 }

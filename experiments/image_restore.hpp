@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "datasets/idx.hpp"
+#include "distributed/communicator.hpp"
 #include "experiments/inverse_solvers.hpp"
 #include "experiments/plan.hpp"
 #include "experiments/report/progress.hpp"
@@ -144,9 +145,11 @@ struct ImageRestoreResults {
   double seconds = 0;
 };
 
-// Executes plan.units(), one progress unit each. Throws PlanError naming the field when the files
-// do not fit the plan (a network not trained on images of this size, a mask of another size, a
-// task the image size cannot hold).
-ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress);
+// Executes plan.units(), one progress unit each, over `ranks`: every measurement first, then the
+// solvers (under mpirun each solver unit on one rank; run_inverse_units). Collective. Throws
+// PlanError naming the field when the files do not fit the plan (a network not trained on images
+// of this size, a mask of another size, a task the image size cannot hold).
+ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress,
+                        dist::Communicator& ranks = dist::Communicator::world());
 
 }  // namespace dpm::experiments

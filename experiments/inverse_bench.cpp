@@ -235,10 +235,11 @@ class Bench {
     results.x0.assign(x0.data(), x0.data() + x0.numel());
   }
 
-  void execute(const InverseBenchUnit& unit) {
-    if (unit.kind == Kind::references) return measure(unit);
-    solve(unit);
-  }
+  // A references unit: the case's measurements, kept for its solvers, and the reference entries.
+  std::vector<InverseBenchEntry> measure(const InverseBenchUnit& unit);
+  // A solve unit (its case measured first), and its entry.
+  SolverRun solve(const InverseBenchUnit& unit);
+  InverseBenchEntry solved_entry(const InverseBenchUnit& unit, const SolverRun& run) const;
 
  private:
   int64_t task_index(const InverseTask& task) const {
@@ -251,12 +252,9 @@ class Bench {
            (sigma - plan_.sigma_y.begin());
   }
 
-  void measure(const InverseBenchUnit& unit);
-  void solve(const InverseBenchUnit& unit);
-  void add_entry(const InverseBenchUnit& unit, const std::string& predictor,
-                 const std::string& method, const std::vector<double>& x_hat,
-                 const std::vector<double>& posterior_mean, double seconds,
-                 const inv::Restored* restored = nullptr);
+  InverseBenchEntry entry(const InverseBenchUnit& unit, const std::string& predictor,
+                          const std::string& method, const std::vector<double>& x_hat,
+                          const std::vector<double>& posterior_mean, double seconds) const;
 
   const InverseBenchInputs& in_;
   const InverseBenchPlan& plan_;
@@ -271,7 +269,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void Bench::measure(const InverseBenchUnit& unit) {
+std::vector<InverseBenchEntry> Bench::measure(const InverseBenchUnit& unit) {
   const int64_t dim = in_.gmm.dim, n = plan_.samples;
   MeasuredCase c;
   c.op = make_operator(unit.task, dim,
@@ -283,22 +281,25 @@ void Bench::measure(const InverseBenchUnit& unit) {
   Rng noise = Rng(plan_.seed, noise_stream).split(case_index(unit));
   for (double& v : c.y) v += unit.sigma_y * noise.normal();
 
+  std::vector<InverseBenchEntry> entries;
   auto start = std::chrono::steady_clock::now();
   c.posterior_mean = inv::posterior_mean(in_.gmm, *c.op, c.y, unit.sigma_y);
-  add_entry(unit, "", "posterior-mean", c.posterior_mean, c.posterior_mean, seconds_since(start));
+  entries.push_back(entry(unit, "", "posterior-mean", c.posterior_mean, c.posterior_mean,
+                          seconds_since(start)));
   start = std::chrono::steady_clock::now();
   const std::vector<double> linear = inv::lmmse(in_.gmm, *c.op, c.y, unit.sigma_y);
-  add_entry(unit, "", "lmmse", linear, c.posterior_mean, seconds_since(start));
+  entries.push_back(entry(unit, "", "lmmse", linear, c.posterior_mean, seconds_since(start)));
   start = std::chrono::steady_clock::now();
   const std::vector<double> ls = inv::least_squares(*c.op, c.y);
-  add_entry(unit, "", "ls", ls, c.posterior_mean, seconds_since(start));
+  entries.push_back(entry(unit, "", "ls", ls, c.posterior_mean, seconds_since(start)));
 
   results_.measurements.push_back(
       {unit.task.name(), unit.sigma_y, c.op->output_dim(), inv::dense_matrix(*c.op), c.y});
   cases_.emplace(case_index(unit), std::move(c));
+  return entries;
 }
 
-void Bench::solve(const InverseBenchUnit& unit) {
+SolverRun Bench::solve(const InverseBenchUnit& unit) {
   MeasuredCase& c = cases_.at(case_index(unit));
   const bool network = unit.predictor == "network";
   const inv::Prior prior = network ? inv::network_prior(*network_) : inv::oracle_prior(oracle_);
@@ -307,15 +308,23 @@ void Bench::solve(const InverseBenchUnit& unit) {
                 .split(case_index(unit))
                 .split(static_cast<uint64_t>(unit.solver));
   const auto start = std::chrono::steady_clock::now();
-  const inv::Restored restored = plan_.solve(unit.solver, unit.steps, unit.variant, *c.op, problem, prior, rng);
-  add_entry(unit, unit.predictor, choice_name(unit.solver), restored.x_hat.values, c.posterior_mean,
-            seconds_since(start), &restored);
+  const inv::Restored restored =
+      plan_.solve(unit.solver, unit.steps, unit.variant, *c.op, problem, prior, rng);
+  return SolverRun::of(restored, seconds_since(start));
 }
 
-void Bench::add_entry(const InverseBenchUnit& unit, const std::string& predictor,
-                      const std::string& method, const std::vector<double>& x_hat,
-                      const std::vector<double>& posterior_mean, double seconds,
-                      const inv::Restored* restored) {
+InverseBenchEntry Bench::solved_entry(const InverseBenchUnit& unit, const SolverRun& run) const {
+  InverseBenchEntry e = entry(unit, unit.predictor, choice_name(unit.solver), run.x_hat,
+                              cases_.at(case_index(unit)).posterior_mean, run.seconds);
+  e.steps = unit.steps;
+  e.evaluations = run.evaluations;
+  e.backward_passes = run.backward_passes;
+  return e;
+}
+
+InverseBenchEntry Bench::entry(const InverseBenchUnit& unit, const std::string& predictor,
+                               const std::string& method, const std::vector<double>& x_hat,
+                               const std::vector<double>& posterior_mean, double seconds) const {
   InverseBenchEntry e;
   e.part = unit.part;
   e.task = unit.task.name();
@@ -323,19 +332,15 @@ void Bench::add_entry(const InverseBenchUnit& unit, const std::string& predictor
   e.predictor = predictor;
   e.method = method;
   e.variant = unit.variant ? unit.variant->name() : "";
-  e.steps = restored ? unit.steps : 0;
   e.score = inv::score_restoration(results_.x0, x_hat, posterior_mean, in_.gmm.dim);
-  if (restored) {
-    e.evaluations = restored->evaluations;
-    e.backward_passes = restored->backward_passes;
-  }
   e.seconds = seconds;
-  results_.entries.push_back(std::move(e));
+  return e;
 }
 
 }  // namespace
 
-InverseBenchResults run(const InverseBenchPlan& given, report::Progress& progress) {
+InverseBenchResults run(const InverseBenchPlan& given, report::Progress& progress,
+                        dist::Communicator& ranks) {
   const auto start = std::chrono::steady_clock::now();
   const InverseBenchInputs in = read_inputs(given);
   InverseBenchResults results;
@@ -345,12 +350,14 @@ InverseBenchResults run(const InverseBenchPlan& given, report::Progress& progres
   results.components = in.gmm.components;
   Bench bench(in, results);
   const std::vector<InverseBenchUnit> units = in.plan.units();
-  progress.begin(static_cast<int64_t>(units.size()));
-  for (const InverseBenchUnit& unit : units) {
-    bench.execute(unit);
-    progress.advance(unit.stage());
-  }
-  progress.finish();
+  for (std::vector<InverseBenchEntry>& entries : run_inverse_units(
+           units, ranks, progress,
+           [&](const InverseBenchUnit& unit) { return bench.measure(unit); },
+           [&](const InverseBenchUnit& unit) { return bench.solve(unit); },
+           [&](const InverseBenchUnit& unit, const SolverRun& run) {
+             return std::vector<InverseBenchEntry>{bench.solved_entry(unit, run)};
+           }))
+    for (InverseBenchEntry& e : entries) results.entries.push_back(std::move(e));
   results.seconds = seconds_since(start);
   return results;
 }

@@ -21,6 +21,7 @@
 #include "datasets/gmm.hpp"
 #include "diffusion/checkpoint.hpp"
 #include "diffusion/inverse/scores.hpp"
+#include "distributed/communicator.hpp"
 #include "experiments/inverse_solvers.hpp"
 #include "experiments/plan.hpp"
 #include "experiments/report/progress.hpp"
@@ -111,8 +112,9 @@ struct InverseBenchPlan : InverseSolverPlan {
   bool runs(InverseBenchPart part) const;
   std::vector<InverseTask> tasks() const;       // compressed sensing first, then inpainting
   std::vector<std::string> predictors() const;  // "oracle", and "network" with a checkpoint
-  // The work in the order run() executes it: each (task, sigma_y)'s references before its
-  // solvers. Throws PlanError("T") when T is still 0 with a checkpoint (read_inputs fills it).
+  // The work, in the order of the results' entries: each (task, sigma_y)'s references before its
+  // solvers (run() measures every case first, then runs the solvers, shared over the ranks).
+  // Throws PlanError("T") when T is still 0 with a checkpoint (read_inputs fills it).
   std::vector<InverseBenchUnit> units() const;
 };
 
@@ -163,7 +165,9 @@ struct InverseBenchResults {
   double seconds = 0;
 };
 
-// Executes resolved.units(), one progress unit each.
-InverseBenchResults run(const InverseBenchPlan& plan, report::Progress& progress);
+// Executes resolved.units(), one progress unit each, over `ranks` (under mpirun: every case's
+// references on every rank, each solver unit on one rank; run_inverse_units). Collective.
+InverseBenchResults run(const InverseBenchPlan& plan, report::Progress& progress,
+                        dist::Communicator& ranks = dist::Communicator::world());
 
 }  // namespace dpm::experiments

@@ -1,9 +1,11 @@
 #include "experiments/inverse_solvers.hpp"
 
 #include <stdexcept>
+#include <string>
 
 #include "diffusion/inverse/ddrm.hpp"
 #include "diffusion/inverse/dps.hpp"
+#include "distributed/shared_items.hpp"
 #include "experiments/report/format.hpp"
 
 namespace dpm::experiments {
@@ -85,6 +87,35 @@ inv::Restored InverseSolverPlan::solve(InverseSolver solver, int64_t steps,
     case InverseSolver::ddrm: return inv::ddrm({grid, ddrm_eta, ddrm_eta_b}, op, problem, prior, rng);
   }
   throw std::logic_error("InverseSolverPlan::solve: unknown solver");
+}
+
+namespace {
+struct SolverCost {
+  int64_t evaluations, backward_passes;
+  double seconds;
+};
+}  // namespace
+
+SolverRun SolverRun::of(const inv::Restored& restored, double seconds) {
+  return {restored.x_hat.values, restored.evaluations, restored.backward_passes, seconds};
+}
+
+std::vector<std::byte> SolverRun::to_bytes() const {
+  const SolverCost cost{evaluations, backward_passes, seconds};
+  std::vector<std::byte> bytes = dist::to_bytes(&cost, 1);
+  const std::vector<std::byte> values = dist::to_bytes(x_hat.data(), x_hat.size());
+  bytes.insert(bytes.end(), values.begin(), values.end());
+  return bytes;
+}
+
+SolverRun SolverRun::from_bytes(const std::vector<std::byte>& bytes) {
+  if (bytes.size() < sizeof(SolverCost) || (bytes.size() - sizeof(SolverCost)) % sizeof(double))
+    throw std::logic_error("SolverRun::from_bytes: " + std::to_string(bytes.size()) +
+                           " bytes are no solver run");
+  const auto values_at = bytes.begin() + sizeof(SolverCost);
+  const SolverCost cost = dist::from_bytes<SolverCost>({bytes.begin(), values_at}).front();
+  return {dist::from_bytes<double>({values_at, bytes.end()}), cost.evaluations,
+          cost.backward_passes, cost.seconds};
 }
 
 }  // namespace dpm::experiments

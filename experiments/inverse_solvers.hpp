@@ -4,6 +4,7 @@
 // (inverse_bench.hpp on GMM priors, image_restore.hpp on images) derive their plan from
 // InverseSolverPlan, so a solver setting is one field, one JSON name and one flag for both.
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,7 +15,9 @@
 #include "diffusion/inverse/pigdm.hpp"
 #include "diffusion/inverse/red_diff.hpp"
 #include "diffusion/inverse/solver.hpp"
+#include "distributed/shared_items.hpp"
 #include "experiments/plan.hpp"
+#include "experiments/report/progress.hpp"
 
 namespace dpm::experiments {
 
@@ -142,5 +145,52 @@ struct InverseSolverPlan {
                                      const diffusion::inverse::Problem& problem,
                                      const diffusion::inverse::Prior& prior, Rng& rng) const;
 };
+
+// One solver run as the ranks of a run exchange it (dist::share_items): its estimate, cost and
+// time.
+struct SolverRun {
+  std::vector<double> x_hat;  // [n, sample_shape...] row-major
+  int64_t evaluations = 0, backward_passes = 0;
+  double seconds = 0;
+
+  static SolverRun of(const diffusion::inverse::Restored& restored, double seconds);
+  std::vector<std::byte> to_bytes() const;
+  static SolverRun from_bytes(const std::vector<std::byte>& bytes);
+};
+
+// Runs an inverse-problem experiment's units over `ranks`: every rank measures
+// (measure(unit) for each unit that is not a solve, in order: cheap, and what the solvers need),
+// each solve unit runs on one rank (solve(unit), round robin) and is shared, and every rank turns
+// it into its output (solved(unit, run)), so the outputs are the single process's. Returns one
+// output per unit, in unit order. progress.begin(the units this rank runs), one advance each.
+template <typename Unit, typename Measure, typename Solve, typename Solved>
+auto run_inverse_units(const std::vector<Unit>& units, dist::Communicator& ranks,
+                       report::Progress& progress, Measure&& measure, Solve&& solve,
+                       Solved&& solved) {
+  std::vector<decltype(measure(units.front()))> outputs(units.size());
+  std::vector<size_t> solves;
+  for (size_t i = 0; i < units.size(); ++i)
+    if (units[i].kind == decltype(units[i].kind)::solve) solves.push_back(i);
+  const auto solve_count = static_cast<int64_t>(solves.size());
+  progress.begin(static_cast<int64_t>(units.size() - solves.size()) +
+                 dist::items_owned(ranks, solve_count));
+  for (size_t i = 0; i < units.size(); ++i) {
+    if (units[i].kind == decltype(units[i].kind)::solve) continue;
+    outputs[i] = measure(units[i]);
+    progress.advance(units[i].stage());
+  }
+  const std::vector<std::vector<std::byte>> runs =
+      dist::share_items(ranks, solve_count, [&](int64_t j) {
+        const Unit& unit = units[solves[j]];
+        progress.status(unit.stage());
+        std::vector<std::byte> run = solve(unit).to_bytes();
+        progress.advance(unit.stage());
+        return run;
+      });
+  for (size_t j = 0; j < solves.size(); ++j)
+    outputs[solves[j]] = solved(units[solves[j]], SolverRun::from_bytes(runs[j]));
+  progress.finish();
+  return outputs;
+}
 
 }  // namespace dpm::experiments

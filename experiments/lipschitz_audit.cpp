@@ -16,6 +16,7 @@
 #include "diffusion/oracle_jacobian.hpp"
 #include "diffusion/sampler.hpp"
 #include "diffusion/step_norms.hpp"
+#include "distributed/shared_items.hpp"
 #include "experiments/report/format.hpp"
 #include "nn/lipschitz/singular_values.hpp"
 
@@ -459,7 +460,7 @@ PointStatistics PointStatistics::of(const std::vector<double>& values) {
 }
 
 LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
-                                   report::Progress& progress) {
+                                   report::Progress& progress, dist::Communicator& ranks) {
   validate_inputs(in, plan);
   const auto started = std::chrono::steady_clock::now();
   NetworkPredictor& network = *in.network;
@@ -479,25 +480,37 @@ LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
   audit.denoisers = denoiser_setups(plan, schedule);
 
   const std::vector<AuditUnit> units = plan.units(schedule);
+  const AuditUnit& certify = units.front();  // units() puts it first; every rank runs it
+  std::vector<AuditUnit> steps, denoisers;
+  for (const AuditUnit& unit : units) {
+    if (unit.kind == AuditUnit::Kind::step) steps.push_back(unit);
+    if (unit.kind == AuditUnit::Kind::denoiser) denoisers.push_back(unit);
+  }
   const std::vector<double> x0 = clean_pool(in, plan);
   const Rng root(plan.seed);
   const StepContext context{network, in, plan, audit.certified, x0, root};
-  progress.begin(static_cast<int64_t>(units.size()));
-  for (const AuditUnit& unit : units) {
-    progress.status(unit.stage);
-    switch (unit.kind) {
-      case AuditUnit::Kind::certify:
-        audit.certified = certify_network(network, in.sample_shape, AuditPlan::kLayerTolerance);
-        break;
-      case AuditUnit::Kind::step:
-        audit.steps.push_back(audit_step(context, unit.t));
-        break;
-      case AuditUnit::Kind::denoiser:
-        audit_denoiser(context, unit.denoiser, audit.denoisers[unit.denoiser]);
-        break;
-    }
-    progress.advance(unit.stage);
-  }
+  const auto count = [](const std::vector<AuditUnit>& part) {
+    return static_cast<int64_t>(part.size());
+  };
+  progress.begin(1 + dist::items_owned(ranks, count(steps)) +
+                 dist::items_owned(ranks, count(denoisers)));
+  progress.status(certify.stage);
+  audit.certified = certify_network(network, in.sample_shape, AuditPlan::kLayerTolerance);
+  progress.advance(certify.stage);
+  // Each step and each denoiser is computed whole on one rank: the single process's values.
+  audit.steps = dist::share_values<StepAudit>(ranks, count(steps), [&](int64_t i) {
+    progress.status(steps[i].stage);
+    const StepAudit s = audit_step(context, steps[i].t);
+    progress.advance(steps[i].stage);
+    return s;
+  });
+  audit.denoisers = dist::share_values<DenoiserAudit>(ranks, count(denoisers), [&](int64_t i) {
+    progress.status(denoisers[i].stage);
+    DenoiserAudit d = audit.denoisers[denoisers[i].denoiser];
+    audit_denoiser(context, denoisers[i].denoiser, d);
+    progress.advance(denoisers[i].stage);
+    return d;
+  });
   progress.finish();
   audit.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return audit;
@@ -505,7 +518,7 @@ LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
 
 LipschitzAudit run(const AuditPlan& plan, report::Progress& progress) {
   const std::unique_ptr<AuditData> data = read_inputs(plan);
-  return run_lipschitz_audit(plan, data->inputs, progress);
+  return run_lipschitz_audit(plan, data->inputs, progress, dist::Communicator::world());
 }
 
 }  // namespace dpm::experiments

@@ -34,6 +34,7 @@
 #include "diffusion/lipschitz_bounds.hpp"
 #include "diffusion/oracle.hpp"
 #include "diffusion/prediction.hpp"
+#include "distributed/communicator.hpp"
 #include "experiments/plan.hpp"
 #include "experiments/report/progress.hpp"
 
@@ -204,10 +205,14 @@ struct LipschitzAudit {
   double seconds = 0;
 };
 
-// Runs plan.units(schedule) in order: progress.begin(their number), one advance each.
+// Runs plan.units(schedule): the certify unit on every rank of `ranks`, then each step and each
+// denoiser on one rank (round robin), gathered on every rank; the result is the single process's.
+// progress.begin(the units this rank runs), one advance each. Collective.
 LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& inputs,
-                                   report::Progress& progress);
-// The audit of the plan's checkpoint on its data (read_inputs).
+                                   report::Progress& progress,
+                                   dist::Communicator& ranks = dist::Communicator::self());
+// The audit of the plan's checkpoint on its data (read_inputs), over the ranks of the run
+// (Communicator::world(): under mpirun its units are shared out).
 LipschitzAudit run(const AuditPlan& plan, report::Progress& progress);
 
 }  // namespace dpm::experiments

@@ -6,7 +6,8 @@
 //   - two ranks match the single-process run with the same global batch to float summation
 //     tolerance: the MLP's weights, and the U-Net's function with synchronised BatchNorm
 //     statistics (the measured differences are printed);
-//   - the sharded bound and denoising table equal the single process's.
+//   - the sharded bound and denoising table equal the single process's, and so do the audit and
+//     the inverse-problem benchmark, whose units are shared out.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -18,10 +19,18 @@
 #include "autograd/rng.hpp"
 #include "autograd/variable.hpp"
 #include "diffusion/denoise_bench.hpp"
+#include "datasets/gmm.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/oracle.hpp"
 #include "distributed/communicator.hpp"
+#include "distributed/shared_items.hpp"
+#include "experiments/inverse_bench.hpp"
+#include "experiments/inverse_bench_report.hpp"
+#include "experiments/lipschitz_audit.hpp"
+#include "experiments/lipschitz_audit_report.hpp"
+#include "experiments/report/progress.hpp"
 #include "tests/oracle_fixtures.hpp"
+#include "tests/temp_dir.hpp"
 #include "trainers/dpm_training.hpp"
 
 using namespace dpm;
@@ -164,6 +173,37 @@ TEST_CASE("collectives: sums, maxima, min-max and gathers over the ranks", "[dis
   CHECK(Communicator::self().size() == 1);
 }
 
+TEST_CASE("shared items: each computed once on its rank, every output on every rank in order",
+          "[distributed]") {
+  Communicator& world = Communicator::world();
+  for (int64_t items : {0, 1, 5}) {
+    int64_t computed = 0;
+    const std::vector<std::vector<std::byte>> outputs =
+        dist::share_items(world, items, [&](int64_t i) {
+          CHECK(dist::owns(world, i));
+          ++computed;
+          const std::vector<double> values(static_cast<size_t>(i), i + 0.5);  // item 0: none
+          return dist::to_bytes(values.data(), values.size());
+        });
+    CHECK(computed == dist::items_owned(world, items));
+    REQUIRE(outputs.size() == static_cast<size_t>(items));
+    for (int64_t i = 0; i < items; ++i)
+      CHECK(dist::from_bytes<double>(outputs[i]) ==
+            std::vector<double>(static_cast<size_t>(i), i + 0.5));
+  }
+  struct Pair {
+    int64_t index;
+    double value;
+  };
+  const std::vector<Pair> pairs =
+      dist::share_values<Pair>(world, 4, [](int64_t i) { return Pair{i, 0.25 * i}; });
+  REQUIRE(pairs.size() == 4);
+  for (int64_t i = 0; i < 4; ++i) {
+    CHECK(pairs[i].index == i);
+    CHECK(pairs[i].value == 0.25 * i);
+  }
+}
+
 TEST_CASE("data-parallel MLP: bitwise repeatable, and the single-process run's weights",
           "[distributed]") {
   const Data data = gmm_data(6);
@@ -263,7 +303,8 @@ TEST_CASE("sharded evaluation: the bound and the denoising table equal one proce
   diffusion::DenoiseBenchOptions bench;
   bench.snr_db = {0, 10};
   bench.estimators = {diffusion::Estimator{},
-                      diffusion::Estimator{diffusion::EstimatorKind::tweedie}};
+                      diffusion::Estimator{diffusion::EstimatorKind::tweedie},
+                      diffusion::Estimator::parse("posterior-mean-M3")};
   const auto alone = diffusion::run_denoise_bench(gmm, rows, schedule, oracle, bench);
   bench.communicator = &world;
   const auto together = diffusion::run_denoise_bench(gmm, rows, schedule, oracle, bench);
@@ -275,4 +316,65 @@ TEST_CASE("sharded evaluation: the bound and the denoising table equal one proce
     CHECK(together[i].nmse == Approx(alone[i].nmse).epsilon(1e-12));
     CHECK(together[i].nmse_se == Approx(alone[i].nmse_se).epsilon(1e-12));
   }
+}
+
+namespace {
+
+// `json` without its "seconds" fields (wall times differ from run to run).
+nlohmann::json without_times(nlohmann::json json) {
+  if (json.is_object()) {
+    json.erase("seconds");
+    for (auto& [key, value] : json.items()) value = without_times(value);
+  } else if (json.is_array()) {
+    for (auto& value : json) value = without_times(value);
+  }
+  return json;
+}
+
+}  // namespace
+
+TEST_CASE("sharded experiments: the audit and the inverse-problem benchmark equal one process's",
+          "[distributed]") {
+  Communicator& world = Communicator::world();
+  experiments::report::NullProgress quiet;
+
+  const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(20);
+  Rng rng(47);
+  diffusion::NetworkPredictor network(
+      nn::make_noise_model({{"arch", "mlp"}, {"dim", 6}, {"width", 16}, {"depth", 2},
+                            {"time_embedding_size", 8}},
+                           rng),
+      schedule);
+  diffusion::GmmOracle oracle(dpm::testing::random_mixture(rng, 6, 3, 1.0), schedule);
+  const experiments::AuditInputs inputs{&network, Shape{6}, oracle.prior().sample(16, rng),
+                                        "GMM draws", &oracle};
+  experiments::AuditPlan audit;
+  audit.t_grid = {{1, 5, 12, 20}};  // with the SNRs' start steps: more units than ranks
+  audit.snr = {0, 10};
+  audit.samples = 4;
+  audit.denoiser_samples = 2;
+  audit.oracle_samples = 32;
+  audit.seed = 3;
+  const nlohmann::json audit_alone = experiments::report::to_json(
+      experiments::run_lipschitz_audit(audit, inputs, quiet, Communicator::self()));
+  const nlohmann::json audit_shared =
+      experiments::report::to_json(experiments::run_lipschitz_audit(audit, inputs, quiet, world));
+  // Each step and denoiser is computed whole on one rank: the values are the same bits.
+  CHECK(without_times(audit_shared) == without_times(audit_alone));
+
+  dpm::testing::TempDir tmp("dpm_sharded_inverse");
+  const std::string gmm = (tmp.path / "gmm.safetensors").string();
+  datasets::save_gmm(oracle.prior(), gmm);
+  experiments::InverseBenchPlan inverse = experiments::InverseBenchPlan::quick();
+  inverse.gmm = gmm;
+  inverse.cs_rows = {3};
+  inverse.T = 20;
+  inverse.dps_steps = 10;
+  inverse.nfe_steps = {2, 5};
+  inverse.ablation_lambda = {0.1};
+  const nlohmann::json inverse_alone =
+      experiments::report::to_json(experiments::run(inverse, quiet, Communicator::self()));
+  const nlohmann::json inverse_shared =
+      experiments::report::to_json(experiments::run(inverse, quiet, world));
+  CHECK(without_times(inverse_shared) == without_times(inverse_alone));
 }

@@ -18,6 +18,7 @@
 #include "datasets/data_files.hpp"
 #include "datasets/image_folder.hpp"
 #include "diffusion/checkpoint.hpp"
+#include "distributed/communicator.hpp"
 #include "diffusion/inverse/image_quality.hpp"
 #include "experiments/image_restore.hpp"
 #include "experiments/image_restore_report.hpp"
@@ -234,6 +235,28 @@ TEST_CASE("restore gives the same restorations for the same seed, others for ano
   plan.seed = 1;
   const ex::ImageRestoreResults other = ex::run(plan, progress);
   CHECK(other.measurements[0].y != first.measurements[0].y);
+}
+
+// Also run under `mpirun -np 2` (ctest's mpi_test_image_restore_np2): each solver unit then runs
+// on one rank and the restorations are shared.
+TEST_CASE("restore over the ranks of the run gives the single process's restorations",
+          "[restore][distributed]") {
+  TempDir tmp("dpm_restore_ranks");
+  const ex::ImageRestorePlan plan = small_plan(tmp.path);
+  ex::report::NullProgress progress;
+  const ex::ImageRestoreResults alone =
+      ex::run(plan, progress, dpm::dist::Communicator::self());
+  const ex::ImageRestoreResults shared =
+      ex::run(plan, progress, dpm::dist::Communicator::world());
+  CHECK(shared.restored == alone.restored);
+  REQUIRE(shared.entries.size() == alone.entries.size());
+  for (size_t i = 0; i < alone.entries.size(); ++i) {
+    INFO("entry " << i << ": " << alone.entries[i].method);
+    CHECK(shared.entries[i].method == alone.entries[i].method);
+    CHECK(shared.entries[i].psnr == alone.entries[i].psnr);
+    CHECK(shared.entries[i].ssim == alone.entries[i].ssim);
+    CHECK(shared.entries[i].evaluations == alone.entries[i].evaluations);
+  }
 }
 
 TEST_CASE("restore names the field when the files do not fit the plan", "[restore]") {
