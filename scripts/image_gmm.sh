@@ -17,6 +17,10 @@
 #   DPM_IMAGE_GMM_SAMPLES  test samples of the benchmark (default 1000)
 #   DPM_IMAGE_GMM_SNR      SNRs of the benchmark in dB (default -20:30:5)
 #   DPMLAB                 the dpmlab binary to use (default: build it into build/)
+#   DPM_IMAGE_GMM_LAUNCH   a launcher for the trainings and the benchmarks, e.g. "mpirun -np 4"
+#                          or "srun": data-parallel training and sharded test samples
+#                          (docs/distributed.md), the trainings one after the other; the fit
+#                          runs as one process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +33,9 @@ main() {
   local run=${DPM_IMAGE_GMM_DIR:-runs/image-gmm}
   local samples=${DPM_IMAGE_GMM_SAMPLES:-1000} snr=${DPM_IMAGE_GMM_SNR:--20:30:5}
   local fit=(--components 128 --iters 100 --sample 100000 --val 10000 --test 10000)
-  local train=()
+  local train=() launch=()
+  read -r -a launch <<<"${DPM_IMAGE_GMM_LAUNCH:-}"
+  dpmlab=("${launch[@]}" "$dpmlab")
   if [ "${DPM_IMAGE_GMM_SMALL:-0}" = 1 ]; then
     fit=(--components 4 --max-samples 2000 --iters 3 --sample 1000 --val 64 --test 64)
     train=(--max-steps 3)
@@ -38,17 +44,23 @@ main() {
   fi
   mkdir -p "$run"
 
-  fit_stage "$dpmlab" "$run/gmm" "${fit[@]}"
+  fit_stage "${dpmlab[-1]}" "$run/gmm" "${fit[@]}"
   local model pids=()
   for model in unet2d mlp; do
-    train_stage "$dpmlab" "$run" "$model" "${train[@]}" &
-    pids+=($!)
+    # Side by side on one machine; one after the other under a launcher, which owns the cores
+    # (and two OpenMPI launchers starting at once can race for their session directory).
+    if [ ${#launch[@]} -eq 0 ]; then
+      train_stage "$run" "$model" "${train[@]}" &
+      pids+=($!)
+    else
+      train_stage "$run" "$model" "${train[@]}"
+    fi
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
   # The oracle's rows once, with the U-Net: the MLP's run sees the same observations (same seed
   # and samples), and at 784 dimensions eps* is most of a run's time.
-  bench_stage "$dpmlab" "$run" unet2d --samples "$samples" --snr "$snr"
-  bench_stage "$dpmlab" "$run" mlp --samples "$samples" --snr "$snr" --predictors network
+  bench_stage "$run" unet2d --samples "$samples" --snr "$snr"
+  bench_stage "$run" mlp --samples "$samples" --snr "$snr" --predictors network
   echo "Results: $run/gmm/samples.png, $run/{unet2d,mlp}-denoise/denoise_bench.md and denoised.png"
 }
 
@@ -66,10 +78,11 @@ fit_stage() {
   "$dpmlab" gmm fit --data fashion-mnist "$@" "${resume[@]}" --out "$dir"
 }
 
-# One network trained on the samples, one thread; done once RUN/MODEL/finished exists.
+# One network trained on the samples, one thread (per rank); done once RUN/MODEL/finished exists.
+# "${dpmlab[@]}" is the binary after its launcher, if any.
 train_stage() {
-  local dpmlab=$1 run=$2 model=$3
-  shift 3
+  local run=$1 model=$2
+  shift 2
   local dir=$run/$model
   if [ -f "$dir/finished" ]; then
     echo "train $model: done ($dir)"
@@ -78,22 +91,22 @@ train_stage() {
   local resume=()
   [ -f "$dir/resume.safetensors" ] && resume=(--resume "$dir/resume.safetensors")
   echo "train $model: $dir ${resume[*]:+(resuming)} (log: $run/$model.log)"
-  "$dpmlab" train --data "$run/gmm" --config "configs/fmnist_gmm128_$model.json" --threads 1 \
+  "${dpmlab[@]}" train --data "$run/gmm" --config "configs/fmnist_gmm128_$model.json" --threads 1 \
     "$@" "${resume[@]}" --out "$dir" >>"$run/$model.log" 2>&1
   touch "$dir/finished"
 }
 
 # The denoising benchmark of one network; done once its report exists.
 bench_stage() {
-  local dpmlab=$1 run=$2 model=$3
-  shift 3
+  local run=$1 model=$2
+  shift 2
   local out=$run/$model-denoise
   if [ -f "$out/denoise_bench.md" ]; then
     echo "bench $model: done ($out)"
     return
   fi
   echo "bench $model: $out"
-  "$dpmlab" denoise-bench --checkpoint "$run/$model/best.safetensors" --experiments nmse \
+  "${dpmlab[@]}" denoise-bench --checkpoint "$run/$model/best.safetensors" --experiments nmse \
     --estimators cheap --T 300 "$@" --out "$out"
 }
 
