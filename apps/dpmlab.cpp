@@ -1,6 +1,7 @@
 // dpmlab: the command-line front end (train, audit, benchmark diffusion models).
 #include <exception>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "apps/commands.hpp"
@@ -22,7 +23,7 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
   // Under an MPI launcher, MPI starts here, before any thread does.
-  dpm::dist::Communicator::world();
+  const dpm::dist::Communicator& world = dpm::dist::Communicator::world();
   CLI::App app{
       "dpmlab: diffusion models from scratch, with Lipschitz audits and denoiser "
       "benchmarks.\nExample: dpmlab model summary --arch unet1d --length 64",
@@ -46,7 +47,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // CLI11 prints the message (or the help); its own codes for parse errors vary, ours is 2.
-    return app.exit(e) == 0 ? 0 : dpm::cli::kUsageErrorExitCode;
+    // Every rank parses the same arguments and stops alike: the root alone prints.
+    std::ostringstream unprinted;
+    const int code = world.is_root() ? app.exit(e) : app.exit(e, unprinted, unprinted);
+    return code == 0 ? 0 : dpm::cli::kUsageErrorExitCode;
   } catch (const std::exception& e) {
     return fail(std::string("dpmlab: error: ") + e.what(), 1);
   }
