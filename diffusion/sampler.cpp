@@ -24,8 +24,8 @@ void add_noise(std::vector<double>& x, double scale, Rng& rng, const BatchPart& 
   rng.discard(kDrawsPerNormal * values_before);
   for (double& v : x) v += scale * rng.normal();
   if (part.total_rows > 0)
-    rng.discard(kDrawsPerNormal * (static_cast<uint64_t>(part.total_rows * row_size) -
-                                   values_before - x.size()));
+    rng.discard(kDrawsPerNormal *
+                (static_cast<uint64_t>(part.total_rows * row_size) - values_before - x.size()));
 }
 
 }  // namespace

@@ -1,9 +1,8 @@
 #pragma once
-// Independent work items spread over the ranks of a run: rank r computes items r, r + R, r + 2R,
-// ... (round robin, so items whose cost grows with their index still balance), and every rank
-// then holds every item's output, in item order. Each item is computed as one process computes
-// it, so the outputs are the single process's, bitwise (the audit's steps, the inverse problems'
-// solver runs). On one process the items simply run in order.
+// Independent work items spread over the ranks of a run: each item is computed by one rank (its
+// owner, assign_items) and every rank then holds every item's output, in item order. Each item is
+// computed as one process computes it, so the outputs are the single process's, bitwise (the
+// audit's steps, the inverse problems' solver runs). On one process the items simply run in order.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -15,13 +14,17 @@
 
 namespace dpm::dist {
 
-// Whether this rank computes `item`, and how many of `items` it computes.
-bool owns(const Communicator& ranks, int64_t item);
-int64_t items_owned(const Communicator& ranks, int64_t items);
+// The rank that computes each of `items`: round robin (item i on rank i % ranks); with costs (one
+// per item, in any unit), the costliest first, each to the rank with the least cost so far (ties
+// to the lower rank), so that ranks finish together when the items' costs differ a lot.
+std::vector<int> assign_items(int64_t items, int ranks, const std::vector<double>& costs = {});
+// How many of the items `owners` gives to `rank`.
+int64_t items_of(const std::vector<int>& owners, int rank);
 
-// compute(i) for this rank's items, then one all-gather of the outputs. Collective.
+// compute(i) for this rank's items (owners[i] == rank, in increasing i), then one all-gather of
+// the outputs. Collective: every rank passes the same owners.
 std::vector<std::vector<std::byte>> share_items(
-    Communicator& ranks, int64_t items,
+    Communicator& ranks, const std::vector<int>& owners,
     const std::function<std::vector<std::byte>(int64_t item)>& compute);
 
 // The bytes of trivially copyable values, and back: every rank runs the same binary.
@@ -42,13 +45,12 @@ std::vector<T> from_bytes(const std::vector<std::byte>& bytes) {
 
 // share_items for one trivially copyable value per item.
 template <typename T>
-std::vector<T> share_values(Communicator& ranks, int64_t items,
+std::vector<T> share_values(Communicator& ranks, const std::vector<int>& owners,
                             const std::function<T(int64_t item)>& compute) {
-  const std::vector<std::vector<std::byte>> shared =
-      share_items(ranks, items, [&](int64_t item) {
-        const T value = compute(item);
-        return to_bytes(&value, 1);
-      });
+  const std::vector<std::vector<std::byte>> shared = share_items(ranks, owners, [&](int64_t item) {
+    const T value = compute(item);
+    return to_bytes(&value, 1);
+  });
   std::vector<T> values;
   values.reserve(shared.size());
   for (const std::vector<std::byte>& bytes : shared) values.push_back(from_bytes<T>(bytes).at(0));

@@ -388,13 +388,14 @@ ImageRestoreResults run(const ImageRestorePlan& plan, report::Progress& progress
   results.x0 = in.x0;
   Restorer restorer(plan, in, results);
   const std::vector<ImageRestoreUnit> units = plan.units(results.T);
-  for (Restorer::Restoration& r : run_inverse_units(
-           units, ranks, progress,
-           [&](const ImageRestoreUnit& unit) { return restorer.measure(unit.task); },
-           [&](const ImageRestoreUnit& unit) { return restorer.solve(unit); },
-           [&](const ImageRestoreUnit& unit, const SolverRun& run) {
-             return restorer.solved(unit, run);
-           })) {
+  std::vector<Restorer::Restoration> by_unit = run_inverse_units(
+      units, ranks, progress,
+      [&](const ImageRestoreUnit& unit) { return restorer.measure(unit.task); },
+      [&](const ImageRestoreUnit& unit) { return restorer.solve(unit); },
+      [&](const ImageRestoreUnit& unit, const SolverRun& run) {
+        return restorer.solved(unit, run);
+      });
+  for (Restorer::Restoration& r : by_unit) {
     results.entries.push_back(std::move(r.entry));
     results.restored.push_back(std::move(r.pixels));
   }

@@ -156,8 +156,7 @@ std::vector<InverseBenchUnit> InverseBenchPlan::units() const {
       if (!table) continue;
       for (const std::string& p : predictors())
         for (InverseSolver solver : solvers)
-          solve(InverseBenchPart::table, task, sigma, p, solver,
-                steps(solver, steps_T));
+          solve(InverseBenchPart::table, task, sigma, p, solver, steps(solver, steps_T));
     }
   const InverseTask& task = task_list.front();
   const double sigma = sigma_y.front();
@@ -284,8 +283,8 @@ std::vector<InverseBenchEntry> Bench::measure(const InverseBenchUnit& unit) {
   std::vector<InverseBenchEntry> entries;
   auto start = std::chrono::steady_clock::now();
   c.posterior_mean = inv::posterior_mean(in_.gmm, *c.op, c.y, unit.sigma_y);
-  entries.push_back(entry(unit, "", "posterior-mean", c.posterior_mean, c.posterior_mean,
-                          seconds_since(start)));
+  entries.push_back(
+      entry(unit, "", "posterior-mean", c.posterior_mean, c.posterior_mean, seconds_since(start)));
   start = std::chrono::steady_clock::now();
   const std::vector<double> linear = inv::lmmse(in_.gmm, *c.op, c.y, unit.sigma_y);
   entries.push_back(entry(unit, "", "lmmse", linear, c.posterior_mean, seconds_since(start)));
@@ -350,14 +349,14 @@ InverseBenchResults run(const InverseBenchPlan& given, report::Progress& progres
   results.components = in.gmm.components;
   Bench bench(in, results);
   const std::vector<InverseBenchUnit> units = in.plan.units();
-  for (std::vector<InverseBenchEntry>& entries : run_inverse_units(
-           units, ranks, progress,
-           [&](const InverseBenchUnit& unit) { return bench.measure(unit); },
-           [&](const InverseBenchUnit& unit) { return bench.solve(unit); },
-           [&](const InverseBenchUnit& unit, const SolverRun& run) {
-             return std::vector<InverseBenchEntry>{bench.solved_entry(unit, run)};
-           }))
-    for (InverseBenchEntry& e : entries) results.entries.push_back(std::move(e));
+  const std::vector<std::vector<InverseBenchEntry>> by_unit = run_inverse_units(
+      units, ranks, progress, [&](const InverseBenchUnit& unit) { return bench.measure(unit); },
+      [&](const InverseBenchUnit& unit) { return bench.solve(unit); },
+      [&](const InverseBenchUnit& unit, const SolverRun& run) {
+        return std::vector<InverseBenchEntry>{bench.solved_entry(unit, run)};
+      });
+  for (const std::vector<InverseBenchEntry>& entries : by_unit)
+    results.entries.insert(results.entries.end(), entries.begin(), entries.end());
   results.seconds = seconds_since(start);
   return results;
 }

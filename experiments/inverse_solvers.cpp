@@ -89,11 +89,17 @@ inv::Restored InverseSolverPlan::solve(InverseSolver solver, int64_t steps,
   throw std::logic_error("InverseSolverPlan::solve: unknown solver");
 }
 
+double solver_cost(InverseSolver solver, int64_t steps) {
+  const bool backward = solver == InverseSolver::dps || solver == InverseSolver::pigdm;
+  return static_cast<double>(steps) * (backward ? 3.0 : 1.0);
+}
+
 namespace {
-struct SolverCost {
+struct SolverRunHeader {
   int64_t evaluations, backward_passes;
   double seconds;
 };
+constexpr size_t kHeaderBytes = sizeof(SolverRunHeader);
 }  // namespace
 
 SolverRun SolverRun::of(const inv::Restored& restored, double seconds) {
@@ -101,21 +107,21 @@ SolverRun SolverRun::of(const inv::Restored& restored, double seconds) {
 }
 
 std::vector<std::byte> SolverRun::to_bytes() const {
-  const SolverCost cost{evaluations, backward_passes, seconds};
-  std::vector<std::byte> bytes = dist::to_bytes(&cost, 1);
+  const SolverRunHeader header{evaluations, backward_passes, seconds};
+  std::vector<std::byte> bytes = dist::to_bytes(&header, 1);
   const std::vector<std::byte> values = dist::to_bytes(x_hat.data(), x_hat.size());
   bytes.insert(bytes.end(), values.begin(), values.end());
   return bytes;
 }
 
 SolverRun SolverRun::from_bytes(const std::vector<std::byte>& bytes) {
-  if (bytes.size() < sizeof(SolverCost) || (bytes.size() - sizeof(SolverCost)) % sizeof(double))
+  if (bytes.size() < kHeaderBytes || (bytes.size() - kHeaderBytes) % sizeof(double) != 0)
     throw std::logic_error("SolverRun::from_bytes: " + std::to_string(bytes.size()) +
                            " bytes are no solver run");
-  const auto values_at = bytes.begin() + sizeof(SolverCost);
-  const SolverCost cost = dist::from_bytes<SolverCost>({bytes.begin(), values_at}).front();
-  return {dist::from_bytes<double>({values_at, bytes.end()}), cost.evaluations,
-          cost.backward_passes, cost.seconds};
+  const auto values_at = bytes.begin() + kHeaderBytes;
+  const SolverRunHeader header = dist::from_bytes<SolverRunHeader>({bytes.begin(), values_at})[0];
+  return {dist::from_bytes<double>({values_at, bytes.end()}), header.evaluations,
+          header.backward_passes, header.seconds};
 }
 
 }  // namespace dpm::experiments

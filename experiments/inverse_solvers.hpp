@@ -158,35 +158,44 @@ struct SolverRun {
   static SolverRun from_bytes(const std::vector<std::byte>& bytes);
 };
 
+// A solver run's cost in network forward passes, for sharing runs out over ranks: one per step,
+// and two more for the backward pass of the solvers that take J_eps^T products (DPS, PiGDM).
+double solver_cost(InverseSolver solver, int64_t steps);
+
 // Runs an inverse-problem experiment's units over `ranks`: every rank measures
 // (measure(unit) for each unit that is not a solve, in order: cheap, and what the solvers need),
-// each solve unit runs on one rank (solve(unit), round robin) and is shared, and every rank turns
-// it into its output (solved(unit, run)), so the outputs are the single process's. Returns one
-// output per unit, in unit order. progress.begin(the units this rank runs), one advance each.
+// each solve unit runs on one rank (solve(unit); the costliest first, each to the least-loaded
+// rank) and is shared, and every rank turns it into its output (solved(unit, run)), so the outputs
+// are the single process's. Returns one output per unit, in unit order. progress.begin(the units
+// this rank runs), one advance each.
 template <typename Unit, typename Measure, typename Solve, typename Solved>
 auto run_inverse_units(const std::vector<Unit>& units, dist::Communicator& ranks,
                        report::Progress& progress, Measure&& measure, Solve&& solve,
                        Solved&& solved) {
   std::vector<decltype(measure(units.front()))> outputs(units.size());
   std::vector<size_t> solves;
+  std::vector<double> costs;
   for (size_t i = 0; i < units.size(); ++i)
-    if (units[i].kind == decltype(units[i].kind)::solve) solves.push_back(i);
-  const auto solve_count = static_cast<int64_t>(solves.size());
+    if (units[i].kind == decltype(units[i].kind)::solve) {
+      solves.push_back(i);
+      costs.push_back(solver_cost(units[i].solver, units[i].steps));
+    }
+  const std::vector<int> owners =
+      dist::assign_items(static_cast<int64_t>(solves.size()), ranks.size(), costs);
   progress.begin(static_cast<int64_t>(units.size() - solves.size()) +
-                 dist::items_owned(ranks, solve_count));
+                 dist::items_of(owners, ranks.rank()));
   for (size_t i = 0; i < units.size(); ++i) {
     if (units[i].kind == decltype(units[i].kind)::solve) continue;
     outputs[i] = measure(units[i]);
     progress.advance(units[i].stage());
   }
-  const std::vector<std::vector<std::byte>> runs =
-      dist::share_items(ranks, solve_count, [&](int64_t j) {
-        const Unit& unit = units[solves[j]];
-        progress.status(unit.stage());
-        std::vector<std::byte> run = solve(unit).to_bytes();
-        progress.advance(unit.stage());
-        return run;
-      });
+  const std::vector<std::vector<std::byte>> runs = dist::share_items(ranks, owners, [&](int64_t j) {
+    const Unit& unit = units[solves[j]];
+    progress.status(unit.stage());
+    std::vector<std::byte> run = solve(unit).to_bytes();
+    progress.advance(unit.stage());
+    return run;
+  });
   for (size_t j = 0; j < solves.size(); ++j)
     outputs[solves[j]] = solved(units[solves[j]], SolverRun::from_bytes(runs[j]));
   progress.finish();

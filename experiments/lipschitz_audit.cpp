@@ -318,8 +318,7 @@ Shape audit_model_shape(const AuditData& data, const datasets::TrainingData& tra
                         const Tensor& clean, const std::optional<datasets::Gmm>& gmm) {
   const nlohmann::json model_config = data.checkpoint.model->config();
   if (trained_on.model_shape) return *trained_on.model_shape;
-  if (!trained_on.sample_shape && !clean.defined() && !gmm &&
-      !nn::takes_flat_vectors(model_config))
+  if (!trained_on.sample_shape && !clean.defined() && !gmm && !nn::takes_flat_vectors(model_config))
     throw PlanError("data",
                     "the checkpoint does not record its sample shape; give "
                     "--data FILE[:tensor] or --gmm FILE");
@@ -489,22 +488,26 @@ LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& in,
   const std::vector<double> x0 = clean_pool(in, plan);
   const Rng root(plan.seed);
   const StepContext context{network, in, plan, audit.certified, x0, root};
-  const auto count = [](const std::vector<AuditUnit>& part) {
-    return static_cast<int64_t>(part.size());
-  };
-  progress.begin(1 + dist::items_owned(ranks, count(steps)) +
-                 dist::items_owned(ranks, count(denoisers)));
+  // Steps cost about the same; a denoiser's cost grows with its start step (its chain's length).
+  const std::vector<int> step_owners =
+      dist::assign_items(static_cast<int64_t>(steps.size()), ranks.size());
+  std::vector<double> chain_lengths;
+  for (const AuditUnit& unit : denoisers) chain_lengths.push_back(1.0 + unit.t);
+  const std::vector<int> denoiser_owners =
+      dist::assign_items(static_cast<int64_t>(denoisers.size()), ranks.size(), chain_lengths);
+  progress.begin(1 + dist::items_of(step_owners, ranks.rank()) +
+                 dist::items_of(denoiser_owners, ranks.rank()));
   progress.status(certify.stage);
   audit.certified = certify_network(network, in.sample_shape, AuditPlan::kLayerTolerance);
   progress.advance(certify.stage);
   // Each step and each denoiser is computed whole on one rank: the single process's values.
-  audit.steps = dist::share_values<StepAudit>(ranks, count(steps), [&](int64_t i) {
+  audit.steps = dist::share_values<StepAudit>(ranks, step_owners, [&](int64_t i) {
     progress.status(steps[i].stage);
     const StepAudit s = audit_step(context, steps[i].t);
     progress.advance(steps[i].stage);
     return s;
   });
-  audit.denoisers = dist::share_values<DenoiserAudit>(ranks, count(denoisers), [&](int64_t i) {
+  audit.denoisers = dist::share_values<DenoiserAudit>(ranks, denoiser_owners, [&](int64_t i) {
     progress.status(denoisers[i].stage);
     DenoiserAudit d = audit.denoisers[denoisers[i].denoiser];
     audit_denoiser(context, denoisers[i].denoiser, d);

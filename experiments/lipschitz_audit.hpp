@@ -206,7 +206,8 @@ struct LipschitzAudit {
 };
 
 // Runs plan.units(schedule): the certify unit on every rank of `ranks`, then each step and each
-// denoiser on one rank (round robin), gathered on every rank; the result is the single process's.
+// denoiser on one rank (dist::assign_items; the denoisers by their chain's length), gathered on
+// every rank; the result is the single process's.
 // progress.begin(the units this rank runs), one advance each. Collective.
 LipschitzAudit run_lipschitz_audit(const AuditPlan& plan, const AuditInputs& inputs,
                                    report::Progress& progress,

@@ -18,8 +18,8 @@
 
 #include "autograd/rng.hpp"
 #include "autograd/variable.hpp"
-#include "diffusion/denoise_bench.hpp"
 #include "datasets/gmm.hpp"
+#include "diffusion/denoise_bench.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/oracle.hpp"
 #include "distributed/communicator.hpp"
@@ -177,31 +177,53 @@ TEST_CASE("shared items: each computed once on its rank, every output on every r
           "[distributed]") {
   Communicator& world = Communicator::world();
   for (int64_t items : {0, 1, 5}) {
-    int64_t computed = 0;
-    const std::vector<std::vector<std::byte>> outputs =
-        dist::share_items(world, items, [&](int64_t i) {
-          CHECK(dist::owns(world, i));
-          ++computed;
-          const std::vector<double> values(static_cast<size_t>(i), i + 0.5);  // item 0: none
-          return dist::to_bytes(values.data(), values.size());
-        });
-    CHECK(computed == dist::items_owned(world, items));
-    REQUIRE(outputs.size() == static_cast<size_t>(items));
-    for (int64_t i = 0; i < items; ++i)
-      CHECK(dist::from_bytes<double>(outputs[i]) ==
-            std::vector<double>(static_cast<size_t>(i), i + 0.5));
+    // Round robin, and by cost (item 1 costs as much as all the others together).
+    for (const std::vector<double>& costs :
+         {std::vector<double>{}, std::vector<double>{1, 4, 1, 1, 2}}) {
+      if (!costs.empty() && static_cast<int64_t>(costs.size()) != items) continue;
+      const std::vector<int> owners = dist::assign_items(items, world.size(), costs);
+      int64_t computed = 0;
+      const std::vector<std::vector<std::byte>> outputs =
+          dist::share_items(world, owners, [&](int64_t i) {
+            CHECK(owners[i] == world.rank());
+            ++computed;
+            const std::vector<double> values(static_cast<size_t>(i), i + 0.5);  // item 0: none
+            return dist::to_bytes(values.data(), values.size());
+          });
+      CHECK(computed == dist::items_of(owners, world.rank()));
+      REQUIRE(outputs.size() == static_cast<size_t>(items));
+      for (int64_t i = 0; i < items; ++i)
+        CHECK(dist::from_bytes<double>(outputs[i]) ==
+              std::vector<double>(static_cast<size_t>(i), i + 0.5));
+    }
   }
   struct Pair {
     int64_t index;
     double value;
   };
   const std::vector<Pair> pairs =
-      dist::share_values<Pair>(world, 4, [](int64_t i) { return Pair{i, 0.25 * i}; });
+      dist::share_values<Pair>(world, dist::assign_items(4, world.size()), [](int64_t i) {
+        return Pair{i, 0.25 * i};
+      });
   REQUIRE(pairs.size() == 4);
   for (int64_t i = 0; i < 4; ++i) {
     CHECK(pairs[i].index == i);
     CHECK(pairs[i].value == 0.25 * i);
   }
+}
+
+TEST_CASE("items go round robin, or by cost the costliest first to the least-loaded rank",
+          "[distributed]") {
+  CHECK(dist::assign_items(5, 2) == std::vector<int>{0, 1, 0, 1, 0});
+  CHECK(dist::assign_items(3, 1) == std::vector<int>{0, 0, 0});
+  // Costs 1, 10, 1, 1, 8: 10 to rank 0, 8 to rank 1, then the 1s to rank 1 until it ties (the
+  // tie to the lower rank).
+  const std::vector<int> owners = dist::assign_items(5, 2, {1, 10, 1, 1, 8});
+  CHECK(owners == std::vector<int>{1, 0, 1, 0, 1});
+  CHECK(dist::items_of(owners, 0) == 2);
+  CHECK(dist::items_of(owners, 1) == 3);
+  CHECK_THROWS_WITH(dist::assign_items(3, 2, {1, 2}), Catch::Contains("2 costs for 3 items"));
+  CHECK_THROWS_WITH(dist::assign_items(3, 0), Catch::Contains("3 items over 0 ranks"));
 }
 
 TEST_CASE("data-parallel MLP: bitwise repeatable, and the single-process run's weights",
@@ -341,9 +363,9 @@ TEST_CASE("sharded experiments: the audit and the inverse-problem benchmark equa
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(20);
   Rng rng(47);
   diffusion::NetworkPredictor network(
-      nn::make_noise_model({{"arch", "mlp"}, {"dim", 6}, {"width", 16}, {"depth", 2},
-                            {"time_embedding_size", 8}},
-                           rng),
+      nn::make_noise_model(
+          {{"arch", "mlp"}, {"dim", 6}, {"width", 16}, {"depth", 2}, {"time_embedding_size", 8}},
+          rng),
       schedule);
   diffusion::GmmOracle oracle(dpm::testing::random_mixture(rng, 6, 3, 1.0), schedule);
   const experiments::AuditInputs inputs{&network, Shape{6}, oracle.prior().sample(16, rng),

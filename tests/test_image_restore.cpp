@@ -18,8 +18,8 @@
 #include "datasets/data_files.hpp"
 #include "datasets/image_folder.hpp"
 #include "diffusion/checkpoint.hpp"
-#include "distributed/communicator.hpp"
 #include "diffusion/inverse/image_quality.hpp"
+#include "distributed/communicator.hpp"
 #include "experiments/image_restore.hpp"
 #include "experiments/image_restore_report.hpp"
 #include "tests/temp_dir.hpp"
@@ -244,10 +244,8 @@ TEST_CASE("restore over the ranks of the run gives the single process's restorat
   TempDir tmp("dpm_restore_ranks");
   const ex::ImageRestorePlan plan = small_plan(tmp.path);
   ex::report::NullProgress progress;
-  const ex::ImageRestoreResults alone =
-      ex::run(plan, progress, dpm::dist::Communicator::self());
-  const ex::ImageRestoreResults shared =
-      ex::run(plan, progress, dpm::dist::Communicator::world());
+  const ex::ImageRestoreResults alone = ex::run(plan, progress, dpm::dist::Communicator::self());
+  const ex::ImageRestoreResults shared = ex::run(plan, progress, dpm::dist::Communicator::world());
   CHECK(shared.restored == alone.restored);
   REQUIRE(shared.entries.size() == alone.entries.size());
   for (size_t i = 0; i < alone.entries.size(); ++i) {

@@ -148,9 +148,8 @@ TEST_CASE("a batch run in parts draws the whole batch's noise: the parts give th
       Rng part_rng(11);
       const DoubleBatch part = run_reverse(
           process, predictor, schedule,
-          DoubleBatch::from_rows({x.values.begin() + first * 3,
-                                  x.values.begin() + (first + rows) * 3},
-                                 rows, 3),
+          DoubleBatch::from_rows(
+              {x.values.begin() + first * 3, x.values.begin() + (first + rows) * 3}, rows, 3),
           20, part_rng);
       joined.insert(joined.end(), part.values.begin(), part.values.end());
       CHECK(part_rng.state() == whole_rng.state());  // every part ends where the whole run did
