@@ -183,6 +183,19 @@ void add_tracker_overheads(const BenchArgs& args, const std::shared_ptr<nn::Nois
   }
 }
 
+// Eval-mode forwards of x [B, ...] at steps 0, 1, ... (mod T), one warm-up then `repeats` timed.
+std::vector<double> eval_inference_ms(nn::NoiseModel& model, const Tensor& x, int64_t T,
+                                      int64_t repeats) {
+  model.eval();
+  NoGradGuard no_grad;
+  const Variable input(x);
+  std::vector<int64_t> t(static_cast<size_t>(x.size(0)));
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int64_t>(i) % T;
+  std::vector<double> ms = timings(1, repeats, [&] { model.forward(input, t).data(); });
+  model.train();
+  return ms;
+}
+
 nlohmann::json bench_training(const BenchArgs& args) {
   auto [model, sample_shape] = build_model(args.model, args.seed);
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(300);
@@ -223,17 +236,8 @@ nlohmann::json bench_training(const BenchArgs& args) {
   if (!std::isfinite(last_loss))
     throw std::runtime_error("bench: the loss became " + std::to_string(last_loss));
 
-  std::vector<double> inference_ms;
-  {
-    model->eval();
-    NoGradGuard no_grad;
-    const Variable x(batch.data);
-    std::vector<int64_t> t(static_cast<size_t>(args.batch));
-    for (int64_t i = 0; i < args.batch; ++i) t[i] = i % schedule.T();
-    inference_ms =
-        timings(1, std::max<int64_t>(args.steps, 3), [&] { model->forward(x, t).data(); });
-    model->train();
-  }
+  const std::vector<double> inference_ms =
+      eval_inference_ms(*model, batch.data, schedule.T(), std::max<int64_t>(args.steps, 3));
 
   std::vector<int64_t> input_dims = sample_shape.vec();
   input_dims.insert(input_dims.begin(), args.batch);
