@@ -146,6 +146,13 @@ const std::vector<ConvCase> kCases = {
     {7, 4, 6, 10, 10, 3, 1, 1, kReplicate, true},  // blocks of 3 samples, the last one short
     {3, 16, 16, 28, 28, 3, 1, 1, kZeros, true},    // one sample per block
     {1, 3, 2, 1, 13, 3, 2, 1, kReplicate, true},   // a 2-D conv on a height-1 image
+    // Stride 1, zeros, output as wide as the input: the shifted-plane im2col/col2im
+    {3, 5, 4, 13, 7, 3, 1, 1, kZeros, true},
+    {2, 3, 5, 9, 11, 5, 1, 2, kZeros, true},
+    {2, 3, 4, 3, 3, 5, 1, 2, kZeros, true},  // kernel positions wholly in the padding
+    {2, 2, 3, 1, 1, 3, 1, 1, kZeros, true},  // a 1 x 1 image
+    {2, 3, 2, 1, 2, 3, 1, 1, kZeros, false},
+    {2, 3, 2, 1, 3, 5, 1, 2, kZeros, false},
 };
 
 std::string describe(const ConvCase& c) {

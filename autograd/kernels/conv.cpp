@@ -113,13 +113,89 @@ void walk_patches(const ConvGeometry& g, Col* col, int64_t ld, Img* img, Take ta
   }
 }
 
+// Stride 1, zero padding and an output as wide as the input (2 pad_w = KW - 1: the U-Nets' 3-wide
+// convolutions): a kernel position's row of the patch matrix is the image plane shifted by
+// (kh - pad_h) W + (kw - pad_w), so it is one contiguous run instead of a run per output row.
+bool is_shifted_plane(const ConvGeometry& g) {
+  return g.padding == PaddingMode::zeros && g.stride_h == 1 && g.stride_w == 1 &&
+         g.out_w() == g.in_w;
+}
+
+// One kernel position of a shifted-plane geometry: output rows [row_lo, row_hi) read input rows
+// inside the image, and in each of them output columns [col_lo, col_hi) read inside columns.
+struct PlaneShift {
+  int64_t row_lo, row_hi, col_lo, col_hi;
+  int64_t shift;  // input index - output index, both flat over [H, W]
+
+  PlaneShift(const ConvGeometry& g, int64_t kh, int64_t kw) {
+    const int64_t dh = kh - g.pad_h, dw = kw - g.pad_w;
+    row_lo = std::clamp<int64_t>(-dh, 0, g.out_h());
+    row_hi = std::clamp<int64_t>(g.in_h - dh, row_lo, g.out_h());
+    col_lo = std::clamp<int64_t>(-dw, 0, g.in_w);
+    col_hi = std::clamp<int64_t>(g.in_w - dw, col_lo, g.in_w);
+    shift = dh * g.in_w + dw;
+  }
+};
+
+// im2col of a shifted-plane geometry: per kernel position one copy of the in-image rows (which
+// also copies the neighbouring row's pixels into the edge columns), then the padding zeroed.
+void im2col_shifted(const ConvGeometry& g, float* col, int64_t ld, const float* img) {
+  const int64_t w = g.in_w, plane_out = g.out_h() * w;
+  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+    const float* src = img + ci * g.in_h * w;
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        float* c = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
+        const PlaneShift s(g, kh, kw);
+        if (s.row_lo == s.row_hi) {  // the kernel row lies wholly in the padding
+          std::fill(c, c + plane_out, 0.0f);
+          continue;
+        }
+        const int64_t begin = s.row_lo * w + s.col_lo, end = (s.row_hi - 1) * w + s.col_hi;
+        std::fill(c, c + begin, 0.0f);
+        std::copy(src + begin + s.shift, src + end + s.shift, c + begin);
+        std::fill(c + end, c + plane_out, 0.0f);
+        for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) {
+          std::fill(c + oh * w, c + oh * w + s.col_lo, 0.0f);
+          std::fill(c + oh * w + s.col_hi, c + (oh + 1) * w, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// col2im of a shifted-plane geometry: a pixel still receives its kernel positions' terms in
+// (kh, kw) order, as walk_patches adds them, so the sums are the same bits.
+void col2im_shifted(const ConvGeometry& g, const float* col, int64_t ld, float* img) {
+  const int64_t w = g.in_w;
+  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+    float* dst = img + ci * g.in_h * w;
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const float* c = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
+        const PlaneShift s(g, kh, kw);
+        // Whole rows are one run; otherwise the edge columns must not spill into the next row.
+        const bool whole_rows = s.col_lo == 0 && s.col_hi == w;
+        const int64_t run = whole_rows ? (s.row_hi - s.row_lo) * w : s.col_hi - s.col_lo;
+        for (int64_t oh = s.row_lo; oh < (whole_rows ? s.row_lo + 1 : s.row_hi); ++oh) {
+          const int64_t first = oh * w + s.col_lo;
+          float* x = dst + first + s.shift;
+          for (int64_t i = 0; i < run; ++i) x[i] += c[first + i];
+        }
+      }
+    }
+  }
+}
+
 void im2col(const ConvGeometry& g, float* col, int64_t ld, const float* img) {
+  if (is_shifted_plane(g)) return im2col_shifted(g, col, ld, img);
   walk_patches(
       g, col, ld, img, [](float& c, const float& x) { c = x; }, [](float& c) { c = 0.0f; });
 }
 
 // Accumulates: img += the adjoint of im2col applied to col.
 void col2im(const ConvGeometry& g, const float* col, int64_t ld, float* img) {
+  if (is_shifted_plane(g)) return col2im_shifted(g, col, ld, img);
   walk_patches(
       g, col, ld, img, [](const float& c, float& x) { x += c; }, [](const float&) {});
 }
@@ -170,12 +246,14 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
     const int64_t ld = count * plane;
     for (int64_t j = 0; j < count; ++j)
       im2col(g, col.data() + j * plane, ld, inp + (first + j) * in_sample);
-    // block_out [Co, count*P] = weight [Co, patch] col [patch, count*P]
+    // A single sample's [Co, P] block is its slice of out: the GEMM writes there directly.
+    float* gemm_out = count == 1 ? out + first * co_n * plane : block_out.data();
+    // gemm_out [Co, count*P] = weight [Co, patch] col [patch, count*P]
     sgemm_ld(false, false, co_n, ld, plan.patch, 1.0f, weight, plan.patch, col.data(), ld, 0.0f,
-             block_out.data(), ld);
+             gemm_out, ld);
     for (int64_t j = 0; j < count; ++j) {
       for (int64_t co = 0; co < co_n; ++co) {
-        const float* src = block_out.data() + co * ld + j * plane;
+        const float* src = gemm_out + co * ld + j * plane;
         float* dst = out + ((first + j) * co_n + co) * plane;
         const float b = bias ? bias[co] : 0.0f;
         for (int64_t p = 0; p < plane; ++p) dst[p] = src[p] + b;
@@ -214,23 +292,28 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      scratch(co_n * plan.block_columns())};
   };
   plan.run(g.batch, make_scratch, [&](auto& s, int64_t slot, int64_t first, int64_t count) {
-    auto& [col, block_dout] = s;
+    auto& [col, block_dout_scratch] = s;
     const int64_t ld = count * plane;
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t co = 0; co < co_n; ++co)
-        std::copy_n(dout + ((first + j) * co_n + co) * plane, plane,
-                    block_dout.data() + co * ld + j * plane);
+    // A single sample's [Co, P] block is its slice of dout as it is; several are gathered.
+    const float* block_dout = dout + first * co_n * plane;
+    if (count > 1) {
+      for (int64_t j = 0; j < count; ++j)
+        for (int64_t co = 0; co < co_n; ++co)
+          std::copy_n(dout + ((first + j) * co_n + co) * plane, plane,
+                      block_dout_scratch.data() + co * ld + j * plane);
+      block_dout = block_dout_scratch.data();
+    }
     if (dweight) {
       for (int64_t j = 0; j < count; ++j)
         im2col(g, col.data() + j * plane, ld, inp + (first + j) * in_sample);
       // slot_dweight [Co, patch] += block_dout [Co, count*P] col^T [count*P, patch]
-      sgemm_ld(false, true, co_n, plan.patch, ld, 1.0f, block_dout.data(), ld, col.data(), ld, 1.0f,
+      sgemm_ld(false, true, co_n, plan.patch, ld, 1.0f, block_dout, ld, col.data(), ld, 1.0f,
                slot_dweight.data() + slot * weight_numel, plan.patch);
     }
     if (dinp) {
       // col [patch, count*P] = weight^T [patch, Co] block_dout [Co, count*P], then scattered back.
-      sgemm_ld(true, false, plan.patch, ld, co_n, 1.0f, weight, plan.patch, block_dout.data(), ld,
-               0.0f, col.data(), ld);
+      sgemm_ld(true, false, plan.patch, ld, co_n, 1.0f, weight, plan.patch, block_dout, ld, 0.0f,
+               col.data(), ld);
       for (int64_t j = 0; j < count; ++j)
         col2im(g, col.data() + j * plane, ld, dinp + (first + j) * in_sample);
     }
