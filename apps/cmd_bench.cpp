@@ -1,8 +1,9 @@
 // dpmlab bench: whole-model throughput. Training steps exactly as train_dpm runs them (zero grad,
 // the L_simple loss at uniform t, backward, Adam) on random data, eval-mode inference batches,
 // analytic FLOPs (apps/flop_count.hpp) against the raw OpenBLAS sgemm rate measured in the same
-// run at the same thread count, peak RSS; optionally the SpectralTracker's overhead, or (with
-// --denoiser) the DM denoiser's throughput. A table on stdout, the same figures with --json.
+// run at the same thread count, peak RSS; optionally the SpectralTracker's overhead; or (with
+// --denoiser) the DM denoiser's throughput; or (with --em) the EM iterations of `gmm fit` against
+// the dgemm rate. A table on stdout, the same figures with --json.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,6 +24,9 @@
 #include "autograd/kernels/gemm.hpp"
 #include "autograd/ops/arith.hpp"
 #include "autograd/threading.hpp"
+#include "datasets/dense.hpp"
+#include "datasets/gmm.hpp"
+#include "datasets/gmm_fit.hpp"
 #include "diffusion/denoiser.hpp"
 #include "diffusion/objective.hpp"
 #include "diffusion/prediction.hpp"
@@ -38,9 +42,11 @@ namespace {
 struct BenchArgs {
   std::string model;
   int64_t batch = 128, steps = 20, warmup = 3, track_every = 0, track_jacobian = 0;
+  std::vector<int64_t> inference_batches;  // besides --batch
+  int64_t em_components = 128, em_dim = 784;
   int threads = 2;
   std::string json_file;
-  bool denoiser = false;
+  bool denoiser = false, em = false;
   uint64_t seed = 0;
 };
 
@@ -236,8 +242,15 @@ nlohmann::json bench_training(const BenchArgs& args) {
   if (!std::isfinite(last_loss))
     throw std::runtime_error("bench: the loss became " + std::to_string(last_loss));
 
+  const int64_t inference_repeats = std::max<int64_t>(args.steps, 3);
   const std::vector<double> inference_ms =
-      eval_inference_ms(*model, batch.data, schedule.T(), std::max<int64_t>(args.steps, 3));
+      eval_inference_ms(*model, batch.data, schedule.T(), inference_repeats);
+  nlohmann::json inference = nlohmann::json::array();
+  for (const int64_t size : args.inference_batches) {
+    const std::vector<double> ms = eval_inference_ms(
+        *model, random_batch(size, sample_shape, data_rng), schedule.T(), inference_repeats);
+    inference.push_back({{"batch", size}, {"ms_median", median(ms)}, {"ms_min", minimum(ms)}});
+  }
 
   std::vector<int64_t> input_dims = sample_shape.vec();
   input_dims.insert(input_dims.begin(), args.batch);
@@ -259,6 +272,7 @@ nlohmann::json bench_training(const BenchArgs& args) {
       {"step_ms", step_ms},
       {"inference_ms_median", median(inference_ms)},
       {"inference_ms_min", minimum(inference_ms)},
+      {"inference_batches", inference},
       {"forward_flops", flops.forward},
       {"step_flops", flops.training_step()},
       {"achieved_gflops", achieved},
@@ -281,6 +295,11 @@ void print_training(const nlohmann::json& r) {
   print_row("training step (median)", r["step_ms_median"], "ms");
   print_row("training step (min)", r["step_ms_min"], "ms");
   print_row("inference batch, eval (median)", r["inference_ms_median"], "ms");
+  for (const nlohmann::json& other : r["inference_batches"]) {
+    const std::string what =
+        "inference batch " + std::to_string(other["batch"].get<long long>()) + " (median)";
+    print_row(what.c_str(), other["ms_median"], "ms");
+  }
   print_row("FLOPs per step", r["step_flops"].get<double>() / 1e9, "GFLOP");
   print_row("achieved", r["achieved_gflops"], "GFLOP/s");
   print_row("raw sgemm 1024^3", r["sgemm_gflops"], "GFLOP/s");
@@ -353,22 +372,80 @@ void print_denoiser(const nlohmann::json& r) {
   print_row("raw sgemm 1024^3", r["sgemm_gflops"], "GFLOP/s");
 }
 
+// EM iterations of `dpmlab gmm fit` (by default at the image experiment's size: K = 128 full
+// covariances, D = 784) on args.batch rows drawn from a random GMM of that size, started from
+// that GMM; the rate counts the work gmm fit counts (GmmFitProgress::flops) over each
+// iteration's wall time.
+nlohmann::json bench_em(const BenchArgs& args) {
+  constexpr int64_t kDgemmSize = 1024;
+  Rng rng(args.seed);
+  const datasets::Gmm truth = datasets::make_random_gmm(rng, args.em_dim, args.em_components);
+  const Tensor rows = truth.sample(args.batch, rng);
+  datasets::GmmFitOptions options;
+  options.initial = &truth;
+  options.max_iterations = static_cast<int>(args.warmup + args.steps);
+  options.tolerance = 0.0;  // never stop early
+  options.seed = args.seed;
+  std::vector<double> seconds, gflops;
+  options.on_iteration = [&](const datasets::GmmFitProgress& p) {
+    if (p.iteration <= args.warmup) return;
+    seconds.push_back(p.seconds);
+    gflops.push_back(p.flops / p.seconds / 1e9);
+  };
+  datasets::fit_gmm(rows, options);
+  const double dgemm = datasets::dgemm_gflops(kDgemmSize);
+  return {{"mode", "em"},
+          {"components", args.em_components},
+          {"dim", args.em_dim},
+          {"rows", args.batch},
+          {"threads", args.threads},
+          {"iterations", args.steps},
+          {"warmup", args.warmup},
+          {"iteration_s_median", median(seconds)},
+          {"em_gflops_median", median(gflops)},
+          {"dgemm_gflops", dgemm},
+          {"percent_of_dgemm", 100.0 * median(gflops) / dgemm}};
+}
+
+void print_em(const nlohmann::json& r) {
+  std::printf("dpmlab bench --em: K = %lld, D = %lld, %lld rows, %d threads, %lld iterations "
+              "after %lld warm-up\n",
+              r["components"].get<long long>(), r["dim"].get<long long>(),
+              r["rows"].get<long long>(), r["threads"].get<int>(),
+              r["iterations"].get<long long>(), r["warmup"].get<long long>());
+  print_row("EM iteration (median)", r["iteration_s_median"], "s");
+  print_row("EM rate (median)", r["em_gflops_median"], "GFLOP/s");
+  print_row("raw dgemm 1024^3", r["dgemm_gflops"], "GFLOP/s");
+  print_row("EM / dgemm", r["percent_of_dgemm"], "%");
+}
+
 void run_bench(const CLI::App* command, BenchArgs args) {
   if (args.denoiser) {
     if (!flag_given(command, "--batch")) args.batch = 512;
     if (!flag_given(command, "--steps")) args.steps = 3;
     if (!flag_given(command, "--warmup")) args.warmup = 1;
+  } else if (args.em) {
+    if (!flag_given(command, "--batch")) args.batch = 10000;
+    if (!flag_given(command, "--steps")) args.steps = 3;
+    if (!flag_given(command, "--warmup")) args.warmup = 1;
+    if (args.batch < args.em_components)
+      throw CLI::ValidationError("--batch", "--em needs at least one row per component (" +
+                                                std::to_string(args.em_components) + ")");
   } else if (args.model.empty()) {
-    throw CLI::ValidationError("--model", "is required unless --denoiser is given");
+    throw CLI::ValidationError("--model", "is required unless --denoiser or --em is given");
   }
   set_num_threads(args.threads);
   const double load_before = load_average();
-  nlohmann::json result = args.denoiser ? bench_denoiser(args) : bench_training(args);
+  nlohmann::json result = args.denoiser ? bench_denoiser(args)
+                          : args.em     ? bench_em(args)
+                                        : bench_training(args);
   result["peak_rss_mb"] = peak_rss_mb();
   result["load_average"] = {load_before, load_average()};
   if (!dist::Communicator::world().is_root()) return;  // rank 0 reports
   if (args.denoiser)
     print_denoiser(result);
+  else if (args.em)
+    print_em(result);
   else
     print_training(result);
   print_row("peak RSS", result["peak_rss_mb"], "MB");
@@ -387,20 +464,32 @@ void register_bench_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "bench",
       "Training-step and inference throughput of a model against the raw sgemm roofline "
-      "(FLOPs: Linear/Conv multiply-adds x 2, backward = 2x forward), or the DM denoiser's.\n"
+      "(FLOPs: Linear/Conv multiply-adds x 2, backward = 2x forward), or the DM denoiser's, or "
+      "the EM iterations of a K = 128 GMM fit at 784 dimensions against the dgemm rate.\n"
       "Examples:\n"
       "  dpmlab bench --model unet1d --batch 128 --steps 20 --threads 2 --json unet1d.json\n"
       "  dpmlab bench --model mlp --track-every 50\n"
-      "  dpmlab bench --denoiser");
+      "  dpmlab bench --denoiser\n"
+      "  dpmlab bench --em");
   CLI::Option* model =
       command->add_option("--model", args->model, "Network: its default CLI config")
           ->check(CLI::IsMember({"mlp", "unet1d", "unet2d"}));
-  command->add_option("--batch", args->batch, "Batch size (--denoiser: 512)")
+  command->add_option("--batch", args->batch, "Batch size (--denoiser: 512; --em: rows, 10000)")
       ->check(CLI::PositiveNumber);
-  command->add_option("--steps", args->steps, "Timed steps (--denoiser: denoised batches, 3)")
+  command
+      ->add_option("--steps", args->steps,
+                   "Timed steps (--denoiser: denoised batches, 3; --em: EM iterations, 3)")
       ->check(CLI::PositiveNumber);
-  command->add_option("--warmup", args->warmup, "Untimed steps first (--denoiser: 1)")
+  command->add_option("--warmup", args->warmup, "Untimed steps first (--denoiser, --em: 1)")
       ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--inference-batch", args->inference_batches,
+                   "Also time eval inference at these batch sizes (e.g. 512)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--components", args->em_components, "--em: the GMM's K")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--dim", args->em_dim, "--em: the GMM's dimension D")
+      ->check(CLI::PositiveNumber);
   command->add_option("--threads", args->threads, "Threads (oneTBB and OpenBLAS)")
       ->check(CLI::PositiveNumber);
   command
@@ -417,11 +506,21 @@ void register_bench_command(CLI::App& app) {
   CLI::Option* denoiser = command->add_flag(
       "--denoiser", args->denoiser,
       "DM denoiser throughput instead: U-Net 1-D, T = 300, 0 dB, mean forwarding, eval mode");
-  model->excludes(denoiser);
+  CLI::Option* em = command->add_flag(
+      "--em", args->em,
+      "EM iterations instead: `gmm fit` of K = 128 full covariances at D = 784 on --batch rows of "
+      "a random GMM, against the dgemm rate");
+  model->excludes(denoiser)->excludes(em);
+  denoiser->excludes(em);
   command->callback([command, args] {
-    if (args->denoiser && (args->track_every > 0 || args->track_jacobian > 0))
+    if ((args->denoiser || args->em) && (args->track_every > 0 || args->track_jacobian > 0))
       throw CLI::ValidationError(args->track_every > 0 ? "--track-every" : "--track-jacobian",
-                                 "applies to training, not to --denoiser");
+                                 "applies to training, not to --denoiser or --em");
+    if ((args->denoiser || args->em) && !args->inference_batches.empty())
+      throw CLI::ValidationError("--inference-batch", "applies to --model");
+    if (!args->em && (flag_given(command, "--components") || flag_given(command, "--dim")))
+      throw CLI::ValidationError(flag_given(command, "--dim") ? "--dim" : "--components",
+                                 "applies to --em only");
     run_bench(command, *args);
   });
 }

@@ -41,7 +41,8 @@ void require_positive_finite(const nlohmann::json& result, const char* key) {
 TEST_CASE("dpmlab bench writes positive, finite figures", "[bench_cli]") {
   dpm::testing::TempDir dir("dpm_bench_cli");
   const std::string json_file = dir.file("bench.json");
-  REQUIRE(run_dpmlab("bench --model mlp --steps 2 --warmup 1 --batch 8 --threads 1 --json '" +
+  REQUIRE(run_dpmlab("bench --model mlp --steps 2 --warmup 1 --batch 8 --threads 1 "
+                     "--inference-batch 3 --inference-batch 5 --json '" +
                      json_file + "'") == 0);
   std::ifstream in(json_file);
   const nlohmann::json result = nlohmann::json::parse(in);
@@ -54,6 +55,34 @@ TEST_CASE("dpmlab bench writes positive, finite figures", "[bench_cli]") {
     require_positive_finite(result, key);
   CHECK(result["step_ms_min"].get<double>() <= result["step_ms_median"].get<double>());
   CHECK(result["step_flops"].get<int64_t>() == 3 * result["forward_flops"].get<int64_t>());
+  REQUIRE(result["inference_batches"].size() == 2);
+  CHECK(result["inference_batches"][0]["batch"] == 3);
+  CHECK(result["inference_batches"][1]["batch"] == 5);
+  for (const nlohmann::json& inference : result["inference_batches"]) {
+    require_positive_finite(inference, "ms_median");
+    CHECK(inference["ms_min"].get<double>() <= inference["ms_median"].get<double>());
+  }
+}
+
+TEST_CASE("dpmlab bench --em times EM iterations against dgemm", "[bench_cli]") {
+  dpm::testing::TempDir dir("dpm_bench_em");
+  const std::string json_file = dir.file("em.json");
+  REQUIRE(run_dpmlab("bench --em --components 4 --dim 16 --batch 200 --steps 2 --warmup 1 "
+                     "--threads 1 --json '" +
+                     json_file + "'") == 0);
+  std::ifstream in(json_file);
+  const nlohmann::json result = nlohmann::json::parse(in);
+  CHECK(result["mode"] == "em");
+  CHECK(result["components"] == 4);
+  CHECK(result["dim"] == 16);
+  CHECK(result["rows"] == 200);
+  CHECK(result["iterations"] == 2);
+  for (const char* key : {"iteration_s_median", "em_gflops_median", "dgemm_gflops",
+                          "percent_of_dgemm", "peak_rss_mb"})
+    require_positive_finite(result, key);
+  const double percent = 100.0 * result["em_gflops_median"].get<double>() /
+                         result["dgemm_gflops"].get<double>();
+  CHECK(result["percent_of_dgemm"].get<double>() == Approx(percent));
 }
 
 TEST_CASE("dpmlab bench rejects bad arguments with exit code 2", "[bench_cli]") {
@@ -62,6 +91,12 @@ TEST_CASE("dpmlab bench rejects bad arguments with exit code 2", "[bench_cli]") 
   CHECK(run_dpmlab("bench") == 2);  // neither --model nor --denoiser
   CHECK(run_dpmlab("bench --model mlp --denoiser") == 2);
   CHECK(run_dpmlab("bench --denoiser --track-every 50") == 2);
+  CHECK(run_dpmlab("bench --em --denoiser") == 2);
+  CHECK(run_dpmlab("bench --em --model mlp") == 2);
+  CHECK(run_dpmlab("bench --em --components 8 --batch 4") == 2);  // fewer rows than components
+  CHECK(run_dpmlab("bench --model mlp --dim 16") == 2);           // --dim is --em's
+  CHECK(run_dpmlab("bench --em --inference-batch 512") == 2);
+  CHECK(run_dpmlab("bench --model mlp --inference-batch 0") == 2);
   CHECK(run_dpmlab("bench --help") == 0);
 }
 

@@ -5,7 +5,8 @@ Reads the JSON `dpmlab bench --json` wrote and repeats its measurement in PyTorc
 network config, batch, steps and warm-up, at --threads threads, and prints one JSON object:
   train mode:    the DPM L_simple step (t uniform in [0, T), x_t = sqrt(abar_t) x0 +
                  sqrt(1 - abar_t) eps, loss = mean (eps_theta(x_t, t) - eps)^2, zero_grad, backward,
-                 Adam lr 1e-4): step_ms_median / step_ms_min, and eval-mode inference_ms_median;
+                 Adam lr 1e-4): step_ms_median / step_ms_min, eval-mode inference_ms_median, and
+                 inference_batches (the other batch sizes dpmlab timed, same fields as dpmlab's);
   denoiser mode: mean forwarding from dpmlab's start step down to 1 (the same number of network
                  evaluations) in eval mode under no_grad: batch_ms_median, samples_per_s.
 peak_rss_mb is this process's ru_maxrss. The schedule's betas change values, not the cost, so a
@@ -74,11 +75,22 @@ def bench_training(ours):
 
     step_ms = timed(ours["warmup"], ours["steps"], step)
     model.eval()
-    t = torch.arange(batch) % T
-    with torch.no_grad():
-        inference_ms = timed(1, max(ours["steps"], 3), lambda: model(x0, t))
+    repeats = max(ours["steps"], 3)
+
+    def inference(size):
+        x = torch.randn([size] + sample_shape(ours))
+        t = torch.arange(size) % T
+        with torch.no_grad():
+            return timed(1, repeats, lambda: model(x, t))
+
+    inference_ms = inference(batch)
+    others = []
+    for entry in ours.get("inference_batches", []):
+        ms = inference(entry["batch"])
+        others.append({"batch": entry["batch"], "ms_median": statistics.median(ms),
+                       "ms_min": min(ms)})
     return {"step_ms_median": statistics.median(step_ms), "step_ms_min": min(step_ms),
-            "inference_ms_median": statistics.median(inference_ms)}
+            "inference_ms_median": statistics.median(inference_ms), "inference_batches": others}
 
 
 def bench_denoiser(ours):
