@@ -155,10 +155,12 @@ void im2col_shifted(const ConvGeometry& g, float* col, int64_t ld, const float* 
         std::fill(c, c + begin, 0.0f);
         std::copy(src + begin + s.shift, src + end + s.shift, c + begin);
         std::fill(c + end, c + plane_out, 0.0f);
-        for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) {
-          std::fill(c + oh * w, c + oh * w + s.col_lo, 0.0f);
-          std::fill(c + oh * w + s.col_hi, c + (oh + 1) * w, 0.0f);
-        }
+        // Edge columns (at most pad_w each side) a column at a time: per-row fills of one or two
+        // floats became memset calls that cost as much as the copy.
+        for (int64_t ow = 0; ow < s.col_lo; ++ow)
+          for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) c[oh * w + ow] = 0.0f;
+        for (int64_t ow = s.col_hi; ow < w; ++ow)
+          for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) c[oh * w + ow] = 0.0f;
       }
     }
   }
