@@ -242,6 +242,8 @@ nlohmann::json bench_training(const BenchArgs& args) {
   if (!std::isfinite(last_loss))
     throw std::runtime_error("bench: the loss became " + std::to_string(last_loss));
 
+  // Inference at other batch sizes cannot reuse the training step's cached blocks.
+  if (!args.inference_batches.empty()) empty_storage_cache();
   const int64_t inference_repeats = std::max<int64_t>(args.steps, 3);
   const std::vector<double> inference_ms =
       eval_inference_ms(*model, batch.data, schedule.T(), inference_repeats);

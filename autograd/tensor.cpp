@@ -64,6 +64,16 @@ class StorageCache {
     std::free(p);
   }
 
+  size_t release_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t released = cached_bytes_;
+    for (auto& [bytes, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_bytes_ = 0;
+    return released;
+  }
+
  private:
   std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_;
@@ -84,6 +94,10 @@ std::shared_ptr<float> allocate(int64_t n) {
 }
 
 }  // namespace
+
+size_t empty_storage_cache() {
+  return storage_cache().release_all();
+}
 
 Tensor Tensor::empty(const Shape& shape) {
   return Tensor(allocate(shape.numel()), 0, shape, shape.contiguous_strides());

@@ -75,6 +75,12 @@ class Tensor {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
+// Tensor storage freed by its last owner is kept for reuse by exact size (training steps
+// allocate the same sizes every step). This returns those idle blocks to the system, e.g.
+// between training and an evaluation at another batch size, whose sizes the cache cannot serve
+// (as torch.cuda.empty_cache). Returns the bytes freed.
+size_t empty_storage_cache();
+
 // Visits every element of t in row-major order, with its linear storage offset from t.data().
 // Used by the strided copy and printing; kernels work on contiguous data instead.
 template <typename F>
