@@ -137,30 +137,29 @@ struct PlaneShift {
   }
 };
 
-// im2col of a shifted-plane geometry: per kernel position one copy of the in-image rows (which
-// also copies the neighbouring row's pixels into the edge columns), then the padding zeroed.
+// im2col of a shifted-plane geometry: per kernel position and channel one copy of the in-image
+// run (which also copies the neighbouring row's pixels into the edge columns), then the padding
+// and those edge columns zeroed. Kernel positions outermost: their bookkeeping is per position.
 void im2col_shifted(const ConvGeometry& g, float* col, int64_t ld, const float* img) {
-  const int64_t w = g.in_w, plane_out = g.out_h() * w;
-  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
-    const float* src = img + ci * g.in_h * w;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+  const int64_t w = g.in_w, plane_in = g.in_h * w, plane_out = g.out_h() * w;
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const PlaneShift s(g, kh, kw);
+      const bool inside = s.row_lo < s.row_hi;  // else the kernel row lies wholly in the padding
+      const int64_t begin = inside ? s.row_lo * w + s.col_lo : 0;
+      const int64_t end = inside ? (s.row_hi - 1) * w + s.col_hi : 0;
+      for (int64_t ci = 0; ci < g.in_channels; ++ci) {
         float* c = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
-        const PlaneShift s(g, kh, kw);
-        if (s.row_lo == s.row_hi) {  // the kernel row lies wholly in the padding
-          std::fill(c, c + plane_out, 0.0f);
-          continue;
+        const float* x = img + ci * plane_in;
+        for (int64_t i = 0; i < begin; ++i) c[i] = 0.0f;
+        for (int64_t i = begin; i < end; ++i) c[i] = x[i + s.shift];
+        for (int64_t i = end; i < plane_out; ++i) c[i] = 0.0f;
+        // Edge columns inside the run: left of rows after its first, right of rows before its
+        // last (at most pad_w each).
+        for (int64_t oh = s.row_lo + 1; oh < s.row_hi; ++oh) {
+          for (int64_t ow = 0; ow < s.col_lo; ++ow) c[oh * w + ow] = 0.0f;
+          for (int64_t ow = s.col_hi; ow < w; ++ow) c[(oh - 1) * w + ow] = 0.0f;
         }
-        const int64_t begin = s.row_lo * w + s.col_lo, end = (s.row_hi - 1) * w + s.col_hi;
-        std::fill(c, c + begin, 0.0f);
-        std::copy(src + begin + s.shift, src + end + s.shift, c + begin);
-        std::fill(c + end, c + plane_out, 0.0f);
-        // Edge columns (at most pad_w each side) a column at a time: per-row fills of one or two
-        // floats became memset calls that cost as much as the copy.
-        for (int64_t ow = 0; ow < s.col_lo; ++ow)
-          for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) c[oh * w + ow] = 0.0f;
-        for (int64_t ow = s.col_hi; ow < w; ++ow)
-          for (int64_t oh = s.row_lo; oh < s.row_hi; ++oh) c[oh * w + ow] = 0.0f;
       }
     }
   }
@@ -169,20 +168,20 @@ void im2col_shifted(const ConvGeometry& g, float* col, int64_t ld, const float* 
 // col2im of a shifted-plane geometry: a pixel still receives its kernel positions' terms in
 // (kh, kw) order, as walk_patches adds them, so the sums are the same bits.
 void col2im_shifted(const ConvGeometry& g, const float* col, int64_t ld, float* img) {
-  const int64_t w = g.in_w;
-  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
-    float* dst = img + ci * g.in_h * w;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+  const int64_t w = g.in_w, plane_in = g.in_h * w;
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const PlaneShift s(g, kh, kw);
+      // Whole rows are one run; otherwise the edge columns must not spill into the next row.
+      const bool whole_rows = s.col_lo == 0 && s.col_hi == w;
+      const int64_t run = whole_rows ? (s.row_hi - s.row_lo) * w : s.col_hi - s.col_lo;
+      const int64_t last_row = whole_rows ? std::min(s.row_lo + 1, s.row_hi) : s.row_hi;
+      for (int64_t ci = 0; ci < g.in_channels; ++ci) {
         const float* c = col + ((ci * g.kernel_h + kh) * g.kernel_w + kw) * ld;
-        const PlaneShift s(g, kh, kw);
-        // Whole rows are one run; otherwise the edge columns must not spill into the next row.
-        const bool whole_rows = s.col_lo == 0 && s.col_hi == w;
-        const int64_t run = whole_rows ? (s.row_hi - s.row_lo) * w : s.col_hi - s.col_lo;
-        for (int64_t oh = s.row_lo; oh < (whole_rows ? s.row_lo + 1 : s.row_hi); ++oh) {
+        float* x = img + ci * plane_in;
+        for (int64_t oh = s.row_lo; oh < last_row; ++oh) {
           const int64_t first = oh * w + s.col_lo;
-          float* x = dst + first + s.shift;
-          for (int64_t i = 0; i < run; ++i) x[i] += c[first + i];
+          for (int64_t i = first; i < first + run; ++i) x[i + s.shift] += c[i];
         }
       }
     }
