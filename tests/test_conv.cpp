@@ -153,6 +153,10 @@ const std::vector<ConvCase> kCases = {
     {2, 2, 3, 1, 1, 3, 1, 1, kZeros, true},  // a 1 x 1 image
     {2, 3, 2, 1, 2, 3, 1, 1, kZeros, false},
     {2, 3, 2, 1, 3, 5, 1, 2, kZeros, false},
+    // Stride 1, zeros, other widths: the input gradient as a convolution on the generic walk
+    {2, 3, 2, 1, 9, 3, 1, 0, kZeros, false},
+    {2, 3, 2, 7, 6, 3, 1, 0, kZeros, true},
+    {2, 2, 3, 1, 4, 1, 1, 1, kZeros, false},  // padding as wide as the kernel: patch matrix
 };
 
 std::string describe(const ConvCase& c) {
@@ -328,10 +332,13 @@ TEST_CASE("conv ops reject bad shapes with clear messages", "[conv]") {
 
 TEST_CASE("conv gradients are bitwise deterministic", "[conv]") {
   Rng rng(15);
-  auto weight_grad = [](const Tensor& x, const Tensor& w, const Tensor& seed, int threads) {
+  // Zero padding takes the adjoint-convolution path for the input gradient, replicate padding
+  // the patch-matrix one.
+  auto weight_grad = [](const Tensor& x, const Tensor& w, const Tensor& seed, int threads,
+                        PaddingMode mode) {
     dpm::set_num_threads(threads);
     Variable xv(x, true), wv(w, true), bv(Tensor::zeros({w.size(0)}), true);
-    dpm::conv2d(xv, wv, bv, 1, 1, kReplicate).backward(seed);
+    dpm::conv2d(xv, wv, bv, 1, 1, mode).backward(seed);
     std::vector<float> grads = wv.grad().to_vector();
     for (float v : xv.grad().to_vector()) grads.push_back(v);
     for (float v : bv.grad().to_vector()) grads.push_back(v);
@@ -340,21 +347,22 @@ TEST_CASE("conv gradients are bitwise deterministic", "[conv]") {
   struct Size {
     int64_t batch, ci, co, hw;
   };
-  for (Size s : {Size{8, 4, 6, 10}, Size{8, 16, 16, 28}, Size{1, 16, 16, 28}}) {
-    INFO("batch " << s.batch << ", " << s.ci << " -> " << s.co << " channels, " << s.hw << "x"
-                  << s.hw);
-    Tensor x = dpm::randn({s.batch, s.ci, s.hw, s.hw}, rng);
-    Tensor w = dpm::randn({s.co, s.ci, 3, 3}, rng);
-    Tensor seed = dpm::randn({s.batch, s.co, s.hw, s.hw}, rng);
-    const auto first = weight_grad(x, w, seed, 2);
-    const auto second = weight_grad(x, w, seed, 2);
-    const auto single = weight_grad(x, w, seed, 1);
-    REQUIRE(first.size() == second.size());
-    CHECK(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
-    // A batch of several blocks runs single-threaded GEMMs whatever the thread count; a single
-    // block lets OpenBLAS thread its GEMMs, which is reproducible only for a fixed count.
-    if (s.batch > 1)
-      CHECK(std::memcmp(first.data(), single.data(), first.size() * sizeof(float)) == 0);
-  }
+  for (Size s : {Size{8, 4, 6, 10}, Size{8, 16, 16, 28}, Size{1, 16, 16, 28}})
+    for (PaddingMode mode : {kReplicate, kZeros}) {
+      INFO("batch " << s.batch << ", " << s.ci << " -> " << s.co << " channels, " << s.hw << "x"
+                    << s.hw << (mode == kZeros ? ", zeros" : ", replicate"));
+      Tensor x = dpm::randn({s.batch, s.ci, s.hw, s.hw}, rng);
+      Tensor w = dpm::randn({s.co, s.ci, 3, 3}, rng);
+      Tensor seed = dpm::randn({s.batch, s.co, s.hw, s.hw}, rng);
+      const auto first = weight_grad(x, w, seed, 2, mode);
+      const auto second = weight_grad(x, w, seed, 2, mode);
+      const auto single = weight_grad(x, w, seed, 1, mode);
+      REQUIRE(first.size() == second.size());
+      CHECK(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+      // A batch of several blocks runs single-threaded GEMMs whatever the thread count; a single
+      // block lets OpenBLAS thread its GEMMs, which is reproducible only for a fixed count.
+      if (s.batch > 1)
+        CHECK(std::memcmp(first.data(), single.data(), first.size() * sizeof(float)) == 0);
+    }
   dpm::set_num_threads(0);
 }

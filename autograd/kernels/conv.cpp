@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "autograd/kernels/elementwise.hpp"
 #include "autograd/kernels/gemm.hpp"
 #include "autograd/tensor.hpp"
 #include "autograd/threading.hpp"
@@ -263,8 +264,50 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
   });
 }
 
+namespace {
+
+// The adjoint of a stride-1 zero-padded convolution is itself one: dout [Co, OH, OW] convolved
+// with the weight flipped in space and transposed in channels ([Ci, Co, KH, KW]), padded by
+// K - 1 - pad, gives [Ci, H, W]. Run as a forward pass its GEMM has the long inner dimension
+// Co KH KW and writes [Ci, H W]; weight^T dout had the inner dimension Co and wrote a
+// [Ci KH KW, OH OW] patch matrix for col2im to scatter back.
+bool has_convolution_adjoint(const ConvGeometry& g) {
+  return g.padding == PaddingMode::zeros && g.stride_h == 1 && g.stride_w == 1 &&
+         g.pad_h < g.kernel_h && g.pad_w < g.kernel_w;
+}
+
+// Accumulates dinp [B, Ci, H, W] += the adjoint of the convolution applied to dout.
+void conv2d_adjoint_accumulate(float* dinp, const float* dout, const float* weight,
+                               const ConvGeometry& g) {
+  ConvGeometry adjoint = g;
+  adjoint.in_channels = g.out_channels;
+  adjoint.out_channels = g.in_channels;
+  adjoint.in_h = g.out_h();
+  adjoint.in_w = g.out_w();
+  adjoint.pad_h = g.kernel_h - 1 - g.pad_h;
+  adjoint.pad_w = g.kernel_w - 1 - g.pad_w;
+  // Flipping both kernel axes reverses the flat tap index kh KW + kw.
+  const int64_t taps = g.kernel_h * g.kernel_w, ci_n = g.in_channels, co_n = g.out_channels;
+  Tensor flipped = scratch(ci_n * co_n * taps);
+  for (int64_t ci = 0; ci < ci_n; ++ci)
+    for (int64_t co = 0; co < co_n; ++co)
+      for (int64_t t = 0; t < taps; ++t)
+        flipped.data()[(ci * co_n + co) * taps + t] = weight[(co * ci_n + ci) * taps + taps - 1 - t];
+  const int64_t n = g.batch * ci_n * g.in_h * g.in_w;
+  Tensor result = scratch(n);
+  conv2d_forward(result.data(), dout, flipped.data(), nullptr, adjoint);
+  const float* r = result.data();
+  parallel_map(n, [&](int64_t i) { dinp[i] += r[i]; });
+}
+
+}  // namespace
+
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const ConvGeometry& g) {
+  if (dinp && has_convolution_adjoint(g)) {
+    conv2d_adjoint_accumulate(dinp, dout, weight, g);
+    dinp = nullptr;  // done; the patch-matrix path below computes the rest
+  }
   const BatchPlan plan(g);
   const int64_t in_sample = g.in_channels * g.in_h * g.in_w;
   const int64_t co_n = g.out_channels, plane = plan.plane;
