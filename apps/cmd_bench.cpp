@@ -202,6 +202,27 @@ std::vector<double> eval_inference_ms(nn::NoiseModel& model, const Tensor& x, in
   return ms;
 }
 
+struct InferenceFigures {
+  std::vector<double> training_batch_ms;  // per timed forward at --batch
+  nlohmann::json other_batches;           // [{batch, ms_median, ms_min}] per --inference-batch
+};
+
+// Eval inference at the training batch x, then at each --inference-batch size after the
+// allocator's idle blocks are returned (other sizes cannot reuse the training step's).
+InferenceFigures time_inference(nn::NoiseModel& model, const Tensor& x, const Shape& sample_shape,
+                                int64_t T, const BenchArgs& args, Rng& rng) {
+  const int64_t repeats = std::max<int64_t>(args.steps, 3);
+  InferenceFigures figures{eval_inference_ms(model, x, T, repeats), nlohmann::json::array()};
+  if (!args.inference_batches.empty()) empty_storage_cache();
+  for (const int64_t size : args.inference_batches) {
+    const std::vector<double> ms =
+        eval_inference_ms(model, random_batch(size, sample_shape, rng), T, repeats);
+    figures.other_batches.push_back(
+        {{"batch", size}, {"ms_median", median(ms)}, {"ms_min", minimum(ms)}});
+  }
+  return figures;
+}
+
 nlohmann::json bench_training(const BenchArgs& args) {
   auto [model, sample_shape] = build_model(args.model, args.seed);
   const diffusion::Schedule schedule = diffusion::Schedule::paper_linear(300);
@@ -242,17 +263,8 @@ nlohmann::json bench_training(const BenchArgs& args) {
   if (!std::isfinite(last_loss))
     throw std::runtime_error("bench: the loss became " + std::to_string(last_loss));
 
-  // Inference at other batch sizes cannot reuse the training step's cached blocks.
-  if (!args.inference_batches.empty()) empty_storage_cache();
-  const int64_t inference_repeats = std::max<int64_t>(args.steps, 3);
-  const std::vector<double> inference_ms =
-      eval_inference_ms(*model, batch.data, schedule.T(), inference_repeats);
-  nlohmann::json inference = nlohmann::json::array();
-  for (const int64_t size : args.inference_batches) {
-    const std::vector<double> ms = eval_inference_ms(
-        *model, random_batch(size, sample_shape, data_rng), schedule.T(), inference_repeats);
-    inference.push_back({{"batch", size}, {"ms_median", median(ms)}, {"ms_min", minimum(ms)}});
-  }
+  const InferenceFigures inference =
+      time_inference(*model, batch.data, sample_shape, schedule.T(), args, data_rng);
 
   std::vector<int64_t> input_dims = sample_shape.vec();
   input_dims.insert(input_dims.begin(), args.batch);
@@ -272,9 +284,9 @@ nlohmann::json bench_training(const BenchArgs& args) {
       {"step_ms_median", step_median},
       {"step_ms_min", minimum(step_ms)},
       {"step_ms", step_ms},
-      {"inference_ms_median", median(inference_ms)},
-      {"inference_ms_min", minimum(inference_ms)},
-      {"inference_batches", inference},
+      {"inference_ms_median", median(inference.training_batch_ms)},
+      {"inference_ms_min", minimum(inference.training_batch_ms)},
+      {"inference_batches", inference.other_batches},
       {"forward_flops", flops.forward},
       {"step_flops", flops.training_step()},
       {"achieved_gflops", achieved},

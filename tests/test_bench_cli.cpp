@@ -36,16 +36,21 @@ void require_positive_finite(const nlohmann::json& result, const char* key) {
   CHECK(value > 0);
 }
 
+// Runs `dpmlab bench ARGUMENTS --json FILE` and returns what it wrote.
+nlohmann::json bench_json(const std::string& arguments) {
+  dpm::testing::TempDir dir("dpm_bench_cli");
+  const std::string json_file = dir.file("bench.json");
+  REQUIRE(run_dpmlab("bench " + arguments + " --json '" + json_file + "'") == 0);
+  std::ifstream in(json_file);
+  return nlohmann::json::parse(in);
+}
+
 }  // namespace
 
 TEST_CASE("dpmlab bench writes positive, finite figures", "[bench_cli]") {
-  dpm::testing::TempDir dir("dpm_bench_cli");
-  const std::string json_file = dir.file("bench.json");
-  REQUIRE(run_dpmlab("bench --model mlp --steps 2 --warmup 1 --batch 8 --threads 1 "
-                     "--inference-batch 3 --inference-batch 5 --json '" +
-                     json_file + "'") == 0);
-  std::ifstream in(json_file);
-  const nlohmann::json result = nlohmann::json::parse(in);
+  const nlohmann::json result = bench_json(
+      "--model mlp --steps 2 --warmup 1 --batch 8 --threads 1 --inference-batch 3 "
+      "--inference-batch 5");
   CHECK(result["model"] == "mlp");
   CHECK(result["batch"] == 8);
   CHECK(result["step_ms"].size() == 2);
@@ -65,13 +70,8 @@ TEST_CASE("dpmlab bench writes positive, finite figures", "[bench_cli]") {
 }
 
 TEST_CASE("dpmlab bench --em times EM iterations against dgemm", "[bench_cli]") {
-  dpm::testing::TempDir dir("dpm_bench_em");
-  const std::string json_file = dir.file("em.json");
-  REQUIRE(run_dpmlab("bench --em --components 4 --dim 16 --batch 200 --steps 2 --warmup 1 "
-                     "--threads 1 --json '" +
-                     json_file + "'") == 0);
-  std::ifstream in(json_file);
-  const nlohmann::json result = nlohmann::json::parse(in);
+  const nlohmann::json result =
+      bench_json("--em --components 4 --dim 16 --batch 200 --steps 2 --warmup 1 --threads 1");
   CHECK(result["mode"] == "em");
   CHECK(result["components"] == 4);
   CHECK(result["dim"] == 16);
