@@ -422,11 +422,11 @@ nlohmann::json bench_em(const BenchArgs& args) {
 }
 
 void print_em(const nlohmann::json& r) {
-  std::printf("dpmlab bench --em: K = %lld, D = %lld, %lld rows, %d threads, %lld iterations "
-              "after %lld warm-up\n",
-              r["components"].get<long long>(), r["dim"].get<long long>(),
-              r["rows"].get<long long>(), r["threads"].get<int>(),
-              r["iterations"].get<long long>(), r["warmup"].get<long long>());
+  std::printf(
+      "dpmlab bench --em: K = %lld, D = %lld, %lld rows, %d threads, %lld iterations "
+      "after %lld warm-up\n",
+      r["components"].get<long long>(), r["dim"].get<long long>(), r["rows"].get<long long>(),
+      r["threads"].get<int>(), r["iterations"].get<long long>(), r["warmup"].get<long long>());
   print_row("EM iteration (median)", r["iteration_s_median"], "s");
   print_row("EM rate (median)", r["em_gflops_median"], "GFLOP/s");
   print_row("raw dgemm 1024^3", r["dgemm_gflops"], "GFLOP/s");

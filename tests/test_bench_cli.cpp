@@ -80,8 +80,8 @@ TEST_CASE("dpmlab bench --em times EM iterations against dgemm", "[bench_cli]") 
   for (const char* key : {"iteration_s_median", "em_gflops_median", "dgemm_gflops",
                           "percent_of_dgemm", "peak_rss_mb"})
     require_positive_finite(result, key);
-  const double percent = 100.0 * result["em_gflops_median"].get<double>() /
-                         result["dgemm_gflops"].get<double>();
+  const double percent =
+      100.0 * result["em_gflops_median"].get<double>() / result["dgemm_gflops"].get<double>();
   CHECK(result["percent_of_dgemm"].get<double>() == Approx(percent));
 }
 

@@ -292,7 +292,8 @@ void conv2d_adjoint_accumulate(float* dinp, const float* dout, const float* weig
   for (int64_t ci = 0; ci < ci_n; ++ci)
     for (int64_t co = 0; co < co_n; ++co)
       for (int64_t t = 0; t < taps; ++t)
-        flipped.data()[(ci * co_n + co) * taps + t] = weight[(co * ci_n + ci) * taps + taps - 1 - t];
+        flipped.data()[(ci * co_n + co) * taps + t] =
+            weight[(co * ci_n + ci) * taps + taps - 1 - t];
   const int64_t n = g.batch * ci_n * g.in_h * g.in_w;
   Tensor result = scratch(n);
   conv2d_forward(result.data(), dout, flipped.data(), nullptr, adjoint);
