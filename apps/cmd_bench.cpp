@@ -407,6 +407,8 @@ nlohmann::json bench_em(const BenchArgs& args) {
     gflops.push_back(p.flops / p.seconds / 1e9);
   };
   datasets::fit_gmm(rows, options);
+  if (gflops.empty())
+    throw std::runtime_error("bench --em: EM stopped before its timed iterations");
   const double dgemm = datasets::dgemm_gflops(kDgemmSize);
   return {{"mode", "em"},
           {"components", args.em_components},
