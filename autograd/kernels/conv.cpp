@@ -253,6 +253,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
     // gemm_out [Co, count*P] = weight [Co, patch] col [patch, count*P]
     sgemm_ld(false, false, co_n, ld, plan.patch, 1.0f, weight, plan.patch, col.data(), ld, 0.0f,
              gemm_out, ld);
+    if (count == 1 && !bias) return;  // already in place, nothing to add
     for (int64_t j = 0; j < count; ++j) {
       for (int64_t co = 0; co < co_n; ++co) {
         const float* src = gemm_out + co * ld + j * plane;
